@@ -1,0 +1,209 @@
+"""The Solver API: what a physics code implements to run under msorch.
+
+A solver is one physics code living on its own communicator (its *group*).
+The framework owns the time loop: it calls :meth:`Solver.advance` once per
+step, hands coupling data in with :meth:`Solver.put` before the step and reads
+results with :meth:`Solver.get` after it.  Between two calls the solver is
+always "between steps", which is what makes consistent checkpoints and the
+roll-back of implicit coupling iterations possible.
+
+A complete user-defined solver fits in one file::
+
+    from dataclasses import dataclass
+    import numpy as np
+    from msorch.solver import Solver, FieldSpec, param
+
+    @dataclass(frozen=True)
+    class DecayParams:
+        rate: float = param(1.0, "decay rate k in du/dt = -k u + g", units="1/s")
+
+    class Decay(Solver):
+        Params = DecayParams
+        outputs = ("u",)
+        inputs = ("g",)
+
+        def initialize(self, t0):
+            self.u = np.ones(1)
+            self.g = np.zeros(1)
+
+        def fields(self):
+            pts = np.zeros((1, 1))
+            return {"u": FieldSpec("float64", 1, "1", pts),
+                    "g": FieldSpec("float64", 1, "1/s", pts)}
+
+        def advance(self, t, dt):
+            self.u = (self.u + dt * self.g) / (1 + dt * self.params.rate)
+
+        def get(self, name):
+            return self.u
+
+        def put(self, name, data):
+            self.g = data.copy()
+
+        def state(self):
+            return {"u": self.u, "g": self.g}
+
+        def restore(self, state):
+            self.u, self.g = state["u"].copy(), state["g"].copy()
+
+and is named in a job spec as ``kind: mypackage.decay:Decay``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["FieldSpec", "Solver", "NoParams", "param"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """The type of one coupling field as seen by one rank.
+
+    Attributes
+    ----------
+    dtype : str
+        numpy dtype name of the values, e.g. ``"float64"``.
+    components : int
+        Values per point: 1 for a scalar, ``dim`` for a vector, ``dim*dim``
+        for a tensor (row-major).
+    units : str
+        Physical units of the values (``"K"``, ``"W"``, ``"W/m^2"``, ``"1"``).
+        Both ends of a channel must declare the same string.
+    points : ndarray, shape (n_local, dim), float64
+        Coordinates [m] (or the solver's length unit) of this rank's points.
+        ``n_local`` may be 0 on ranks that hold no part of the field.
+    extensive : bool
+        True for quantities that are integrals over a point's share of the
+        domain (nodal forces, nodal heat flows, vehicle counts); these are
+        mapped conservatively (sums preserved) instead of interpolated.
+    """
+
+    dtype: str
+    components: int
+    units: str
+    points: np.ndarray = field(repr=False, compare=False)
+    extensive: bool = False
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of this rank's array: (n_local,) or (n_local, components)."""
+        n = len(self.points)
+        return (n,) if self.components == 1 else (n, self.components)
+
+
+def param(default: Any = dataclasses.MISSING, doc: str = "", units: str = "", **kw):
+    """Declare one solver setting with a one-line description and its units.
+
+    Used as the default of a field in a solver's ``Params`` dataclass; the
+    spec validator shows ``doc`` and ``units`` in its error messages.
+    """
+    meta = {"doc": doc, "units": units}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A solver without settings."""
+
+
+class Solver:
+    """Base class of every physics plugin.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm
+        The group's communicator; the solver may use it freely (collectives
+        included) and must not use any other.
+    params : Params instance
+        The validated ``params:`` block of the solver's spec entry.
+
+    Class attributes
+    ----------------
+    Params : dataclass type
+        Declares the settings (see :func:`param`). Validated before launch.
+    outputs, inputs : tuple of str
+        Field names the solver gives and takes. Override :meth:`field_names`
+        when they depend on the settings.
+
+    Methods marked *collective* are called on every rank of the group at once.
+    """
+
+    Params: ClassVar[type] = NoParams
+    outputs: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, comm, params):
+        self.comm = comm
+        self.params = params
+
+    @classmethod
+    def field_names(cls, params) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(outputs, inputs) for these settings; checked before launch."""
+        return tuple(cls.outputs), tuple(cls.inputs)
+
+    @classmethod
+    def check(cls, params) -> list[tuple[str, str, str]]:
+        """Cross-setting checks before launch.
+
+        Returns a list of (key path inside ``params``, what is wrong, how to fix);
+        empty when the settings are consistent.
+        """
+        return []
+
+    # --- lifecycle (all collective) ----------------------------------------
+    def initialize(self, t0: float) -> None:
+        """Set up the initial state at time ``t0`` [s]."""
+
+    def fields(self) -> dict[str, FieldSpec]:
+        """This rank's FieldSpec for every input and output (after initialize)."""
+        return {}
+
+    def advance(self, t: float, dt: float) -> None:
+        """Take exactly one step from time ``t`` to ``t + dt`` [s].
+
+        Inputs given by :meth:`put` just before hold their values at ``t + dt``.
+        """
+        raise NotImplementedError
+
+    def get(self, name: str) -> np.ndarray:
+        """This rank's values of output ``name``, shape ``fields()[name].shape``."""
+        raise NotImplementedError
+
+    def put(self, name: str, data: np.ndarray) -> None:
+        """Set input ``name`` on this rank; ``data`` has ``fields()[name].shape``.
+
+        The framework may reuse ``data``'s buffer afterwards: copy what you keep.
+        """
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue bitwise from here (arrays only)."""
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Return to a state produced by :meth:`state` on this same layout."""
+        raise NotImplementedError
+
+    def results(self) -> dict[str, np.ndarray]:
+        """Arrays to write to the results file at an output time.
+
+        Default: every output field. Each value has shape (n_local, ...) aligned
+        with :meth:`result_points`.
+        """
+        outs, _ = self.field_names(self.params)
+        return {name: self.get(name) for name in outs}
+
+    def result_points(self) -> np.ndarray:
+        """(n_local, dim) coordinates that :meth:`results` arrays refer to."""
+        outs, _ = self.field_names(self.params)
+        return self.fields()[outs[0]].points if outs else np.zeros((0, 1))
+
+    def finalize(self) -> None:
+        """Release resources (collective)."""

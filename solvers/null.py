@@ -1,0 +1,54 @@
+"""A solver that does no work: it exchanges ``n`` values each way.
+
+Used to measure what the framework itself costs per coupling window
+(``benchmarks/window_bench.py``) and to test schedules without physics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from msorch.solver import FieldSpec, Solver, param
+
+
+@dataclass(frozen=True)
+class NullParams:
+    n: int = param(1, "number of points of the exchanged field over the whole group")
+    dim: int = param(1, "dimension of the point coordinates")
+    offset: float = param(0.0, "value added to the input to form the output each step")
+
+
+class NullSolver(Solver):
+    """out = in + offset, on n points split evenly over the group's ranks."""
+
+    Params = NullParams
+    outputs = ("out",)
+    inputs = ("in",)
+
+    def initialize(self, t0):
+        n, size, rank = self.params.n, self.comm.Get_size(), self.comm.Get_rank()
+        lo, hi = n * rank // size, n * (rank + 1) // size
+        self.points = np.zeros((hi - lo, self.params.dim))
+        self.points[:, 0] = np.arange(lo, hi, dtype=float)
+        self.value_in = np.zeros(hi - lo)
+        self.value_out = np.zeros(hi - lo)
+
+    def fields(self):
+        return {name: FieldSpec("float64", 1, "1", self.points) for name in ("in", "out")}
+
+    def advance(self, t, dt):
+        np.add(self.value_in, self.params.offset, out=self.value_out)
+
+    def get(self, name):
+        return self.value_out
+
+    def put(self, name, data):
+        self.value_in[...] = data
+
+    def state(self):
+        return {"in": self.value_in.copy(), "out": self.value_out.copy()}
+
+    def restore(self, state):
+        self.value_in[...] = state["in"]
+        self.value_out[...] = state["out"]

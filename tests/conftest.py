@@ -1,0 +1,50 @@
+"""Shared test tooling: run Python code under a real ``mpirun``."""
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    # 2-core machines run 4+ ranks: without yielding, idle ranks spin and starve the rest.
+    "OMPI_MCA_mpi_yield_when_idle": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+
+
+def mpi_env(extra: dict | None = None) -> dict:
+    env = dict(os.environ, **MPI_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+def run_mpi(n: int, args: list[str], timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run ``python args...`` on ``n`` real MPI ranks; returns the finished process.
+
+    Output is captured as text; the caller asserts on returncode/stdout/stderr.
+    """
+    cmd = ["mpirun", "--oversubscribe", "-n", str(n), sys.executable, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or ROOT, env=mpi_env(env))
+
+
+@pytest.fixture
+def mpirun():
+    """``mpirun(n, [script, args...])`` -> CompletedProcess (see :func:`run_mpi`)."""
+    return run_mpi
+
+
+@pytest.fixture(autouse=True)
+def _collect_between_tests():
+    # PETSc/MPI destructors can be collective: free them at a known point.
+    yield
+    gc.collect()

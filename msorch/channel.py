@@ -1,0 +1,265 @@
+"""Typed coupling channels: handshake, M→N redistribution plan, transfers.
+
+A channel carries one field from a source solver group (M ranks) to a target
+group (N ranks).  At setup both ends describe their field (:class:`FieldSpec`);
+the two group roots compare dtype, components, units and extensiveness, the
+target root builds the mapping matrix between the global point sets and cuts
+it into a plan: which of its local values each source rank sends to each
+target rank, and the sparse rows each target rank applies to what it receives.
+After that, every transfer is a few ``Isend``/``Irecv`` of contiguous buffers
+straight between solver ranks — the coordinator never sees field data.
+
+Data of one window is a block of samples, shape (k, n_local, components): the
+sender's values at its k sub-step times (sample-major, so a prefix of samples
+is contiguous).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import registry
+from .arrays import gather_rows, recv_array, send_array
+from .solver import FieldSpec
+
+
+class ChannelError(RuntimeError):
+    """A coupling cannot be set up or carried out; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one end of a channel lives.
+
+    ``ranks`` are the ranks of the group in ``comm`` (the data communicator),
+    in group-rank order.
+    """
+
+    solver: str
+    field: str
+    ranks: tuple[int, ...]
+
+    @property
+    def root(self) -> int:
+        return self.ranks[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.solver}.{self.field}"
+
+
+def _meta(spec: FieldSpec) -> tuple:
+    return (np.dtype(spec.dtype).str, spec.components, spec.units, spec.extensive, spec.points.shape[1])
+
+
+def _handshake_problems(src: Endpoint, dst: Endpoint, smeta: tuple, tmeta: tuple, mapping) -> list[str]:
+    names = ("dtype", "components", "units", "extensive", "point dimension")
+    problems = [f"{what} differs: {src.label} has {a!r}, {dst.label} has {b!r}"
+                for what, a, b in zip(names, smeta, tmeta) if a != b]
+    if smeta[3] and not getattr(mapping, "extensive", False):
+        problems.append(f"{src.label} is extensive (a quantity integrated over each point's share, such as a "
+                        "nodal heat flow): map it with 'mapping: conservative' so its sum is kept")
+    if not smeta[3] and getattr(mapping, "extensive", False):
+        problems.append(f"{src.label} is intensive: 'mapping: conservative' would sum values; "
+                        "use 'nearest' or 'linear'")
+    return problems
+
+
+class Channel:
+    """One rank's part of a coupling channel (collective setup over both groups).
+
+    Parameters
+    ----------
+    comm : MPI.Intracomm
+        Communicator holding both groups (the runtime's data communicator).
+    group : MPI.Intracomm or None
+        This rank's own group communicator (None on ranks outside both ends).
+    src, dst : Endpoint
+        The two ends.
+    spec : FieldSpec or None
+        This rank's field (its source or target end), None elsewhere.
+    mapping : str
+        Registered mapping name.
+    samples : int
+        Samples per window the source sends (its sub-steps per window).
+    tag : int
+        Message tag reserved for this channel.
+    """
+
+    def __init__(self, comm, group, src: Endpoint, dst: Endpoint, spec: FieldSpec | None,
+                 mapping: str, samples: int, tag: int):
+        self.comm, self.src, self.dst, self.tag, self.samples = comm, src, dst, tag, samples
+        rank = comm.Get_rank()
+        self.is_source, self.is_target = rank in src.ranks, rank in dst.ranks
+        self._requests = []
+        if not (self.is_source or self.is_target):
+            return
+        self.spec = spec
+        self.components = spec.components
+        self.dtype = np.dtype(spec.dtype)
+        pts, counts = gather_rows(group, np.ascontiguousarray(spec.points, dtype=np.float64))
+        mapper = registry.load("mapping", mapping)
+        status = np.zeros(1, dtype=np.int64)
+        problems: list[str] = []
+        if rank == src.root:
+            comm.send(_meta(spec), dest=dst.root, tag=tag)
+            send_array(comm, pts, dst.root, tag)
+            send_array(comm, counts, dst.root, tag)
+            status[0] = comm.recv(source=dst.root, tag=tag)
+            if status[0]:
+                problems = comm.recv(source=dst.root, tag=tag)
+        elif rank == dst.root:
+            smeta = comm.recv(source=src.root, tag=tag)
+            spts = recv_array(comm, src.root, tag)
+            scounts = recv_array(comm, src.root, tag)
+            problems = _handshake_problems(src, dst, smeta, _meta(spec), mapper)
+            status[0] = len(problems)
+            comm.send(int(status[0]), dest=src.root, tag=tag)
+            if problems:
+                comm.send(problems, dest=src.root, tag=tag)
+        group.Bcast(status, root=0)
+        if status[0]:
+            problems = group.bcast(problems, root=0)
+            raise ChannelError(f"coupling {src.label} -> {dst.label}: " + "; ".join(problems))
+        if rank == dst.root:
+            matrix = sp.csr_matrix(mapper.matrix(spts, pts))
+            self._plan_as_target_root(matrix, scounts, counts)
+        if self.is_target:
+            self._receive_target_plan()
+        if self.is_source:
+            self._receive_source_plan()
+
+    # --- planning ---------------------------------------------------------
+    def _plan_as_target_root(self, matrix, scounts, tcounts):
+        """Cut the global (n_t, n_s) matrix into per-rank plans and send them out."""
+        comm, tag = self.comm, self.tag
+        soff = np.concatenate([[0], np.cumsum(scounts)])
+        toff = np.concatenate([[0], np.cumsum(tcounts)])
+        needs = np.zeros((len(scounts), len(tcounts)), dtype=np.int64)
+        per_source: list[list[np.ndarray]] = [[] for _ in scounts]
+        for j, dest in enumerate(self.dst.ranks):
+            block = matrix[toff[j]:toff[j + 1]]
+            cols = np.unique(block.indices)
+            owner = np.searchsorted(soff, cols, side="right") - 1
+            needs[:, j] = np.bincount(owner, minlength=len(scounts))
+            for i in range(len(scounts)):
+                per_source[i].append(cols[owner == i] - soff[i])
+            local = sp.csr_matrix((block.data, np.searchsorted(cols, block.indices), block.indptr),
+                                  shape=(block.shape[0], len(cols)))
+            parts = (needs[:, j], local.indptr.astype(np.int64), local.indices.astype(np.int64), local.data)
+            for part in parts:
+                if dest == self.dst.root:
+                    self._own_plan = parts
+                else:
+                    send_array(comm, part, dest, tag)
+        send_array(comm, needs, self.src.root, tag)
+        for i in range(len(scounts)):
+            send_array(comm, np.concatenate(per_source[i]) if per_source[i] else np.zeros(0, np.int64),
+                       self.src.root, tag)
+
+    def _receive_target_plan(self):
+        comm, tag = self.comm, self.tag
+        if comm.Get_rank() == self.dst.root:
+            counts, indptr, indices, data = self._own_plan
+        else:
+            counts, indptr, indices, data = (recv_array(comm, self.dst.root, tag) for _ in range(4))
+        n_local = len(self.spec.points)
+        local = sp.csr_matrix((data, indices, indptr), shape=(n_local, int(counts.sum())))
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._recv_from = [(self.src.ranks[i], int(offsets[i]), int(offsets[i + 1]))
+                           for i in range(len(counts)) if counts[i]]
+        self._op = _local_operator(local)
+        shape = (self.samples, int(counts.sum()), self.components)
+        self._recv_buffer = np.empty(shape, dtype=self.dtype)
+        self.received = (self._recv_buffer if self._op is None
+                         else np.empty((self.samples, n_local, self.components), dtype=self.dtype))
+
+    def _receive_source_plan(self):
+        """Source root gets the (source rank, target rank) index lists and scatters them."""
+        comm, tag, group_size = self.comm, self.tag, len(self.src.ranks)
+        me = self.src.ranks.index(comm.Get_rank())
+        if me == 0:
+            needs = recv_array(comm, self.dst.root, tag)
+            lists = [recv_array(comm, self.dst.root, tag) for _ in range(group_size)]
+            for i in range(1, group_size):
+                send_array(comm, needs[i], self.src.ranks[i], tag)
+                send_array(comm, lists[i], self.src.ranks[i], tag)
+            mine, my_list = needs[0], lists[0]
+        else:
+            mine = recv_array(comm, self.src.root, tag)
+            my_list = recv_array(comm, self.src.root, tag)
+        offsets = np.concatenate([[0], np.cumsum(mine)])
+        n_local = len(self.spec.points)
+        self._send_to = []
+        for j, dest in enumerate(self.dst.ranks):
+            if not mine[j]:
+                continue
+            idx = my_list[offsets[j]:offsets[j + 1]]
+            whole = len(idx) == n_local and np.array_equal(idx, np.arange(n_local))
+            buffer = None if whole else np.empty((self.samples, len(idx), self.components), dtype=self.dtype)
+            self._send_to.append((dest, None if whole else idx, buffer))
+
+    # --- transfers ----------------------------------------------------------
+    def send(self, block: np.ndarray) -> None:
+        """Start sending ``block`` (k, n_local, components), k <= samples (source ranks).
+
+        Returns at once; the previous send of this channel is completed first, so
+        ``block`` may be reused as soon as the next :meth:`send` is called.
+        """
+        self.wait_sent()
+        k = len(block)
+        for dest, idx, buffer in self._send_to:
+            if idx is None:
+                data = block
+            else:
+                data = buffer[:k]
+                np.take(block, idx, axis=1, out=data)
+            self._requests.append(self.comm.Isend(data, dest=dest, tag=self.tag))
+
+    def wait_sent(self) -> None:
+        if self._requests:
+            from mpi4py import MPI
+            MPI.Request.Waitall(self._requests)
+            self._requests = []
+
+    def recv(self, k: int | None = None) -> np.ndarray:
+        """Receive one block and map it: returns (k, n_local, components) (target ranks).
+
+        The returned array is owned by the channel and overwritten by the next recv.
+        """
+        from mpi4py import MPI
+        k = self.samples if k is None else k
+        buf = self._recv_buffer
+        if len(self._recv_from) == 1:
+            self.comm.Recv(buf[:k], source=self._recv_from[0][0], tag=self.tag)
+        else:
+            # Each source's rows of all k samples arrive as one contiguous chunk,
+            # then move to the sample-major layout.
+            flat = buf.reshape(-1)
+            c = self.components
+            reqs = [self.comm.Irecv(flat[k * a * c:k * b * c], source=src, tag=self.tag)
+                    for src, a, b in self._recv_from]
+            MPI.Request.Waitall(reqs)
+            chunks = [flat[k * a * c:k * b * c].reshape(k, b - a, c).copy() for _, a, b in self._recv_from]
+            for (_, a, b), chunk in zip(self._recv_from, chunks):
+                buf[:k, a:b] = chunk
+        if self._op is None:
+            return buf[:k]
+        out = self.received[:k]
+        for s in range(k):
+            out[s] = self._op(buf[s])
+        return out
+
+
+def _local_operator(local: sp.csr_matrix):
+    """None for the identity, a fancy-index for permutations, else the sparse product."""
+    n_rows, n_cols = local.shape
+    one_per_row = np.array_equal(local.indptr, np.arange(n_rows + 1)) and np.all(local.data == 1.0)
+    if one_per_row:
+        perm = local.indices
+        if n_rows == n_cols and np.array_equal(perm, np.arange(n_rows)):
+            return None
+        return lambda values: values[perm]
+    return lambda values: local @ values

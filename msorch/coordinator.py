@@ -1,0 +1,141 @@
+"""World rank 0: drives the schedule with leases, prints progress, reports failures.
+
+The coordinator never touches field data.  It grants every solver group a
+*lease* — permission to run windows up to some index — and extends all leases
+together once each group has reported reaching the lease's midpoint, so that
+fast windows run without waiting for it and every group stops at the same
+window when a checkpoint or an early stop is due.  Lease length adapts to the
+measured window rate (about :data:`LEASE_SECONDS` of work per lease).
+
+It sleeps between polls instead of blocking in MPI, which would spin a core
+that the solver ranks need.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, Control, report_width
+from .output import write_summary
+
+LEASE_SECONDS = 0.05
+MAX_SLEEP = 1e-3
+
+
+class JobFailed(RuntimeError):
+    """The run cannot go on; the message names the solver, rank and window."""
+
+
+class Coordinator:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.job = ctx.job
+        self.roots = {name: ranks[0] for name, ranks in ctx.layout.groups.items()}
+        self.width = report_width(len(ctx.plan.converged_on))
+        self.records: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
+        self.position = {name: NONE for name in self.roots}
+        self.last_heard = {}
+        self._last_print = 0.0
+
+    def run(self, first_window: int = 0) -> dict[str, np.ndarray]:
+        from mpi4py import MPI
+        world = self.ctx.world
+        n = self.job.time.n_windows
+        self.t_start = time.perf_counter()
+        self.last_heard = {name: time.monotonic() for name in self.roots}
+        self.position = {name: first_window - 1 for name in self.roots}
+        lease = self._grant(first_window, min(n - 1, first_window + 1))
+        status = MPI.Status()
+        sleep = 0.0
+        while min(self.position.values()) < n - 1:
+            if world.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+                sleep = 0.0
+                self._handle(status)
+            else:
+                self._check_hang()
+                sleep = min(MAX_SLEEP, sleep * 2 or 2e-5)
+                time.sleep(sleep)
+            if lease.lease_end < n - 1 and min(self.position.values()) >= lease.report_at:
+                start = lease.lease_end + 1
+                lease = self._grant(start, min(n - 1, lease.lease_end + self._chunk()))
+        self.wall = time.perf_counter() - self.t_start
+        return {name: np.vstack(rows) if rows else np.zeros((0, self.width)) for name, rows in self.records.items()}
+
+    def _grant(self, start: int, end: int) -> Control:
+        control = Control(lease_end=end, report_at=start + (end - start) // 2)
+        buf = control.pack()
+        for root in self.roots.values():
+            self.ctx.world.Send(buf, dest=root, tag=TAG_CONTROL)
+        return control
+
+    def _chunk(self) -> int:
+        """Windows per lease: about LEASE_SECONDS of the slowest group's recent pace."""
+        pace = max((rows[-1][:, 2].mean() for rows in self.records.values() if rows), default=0.0)
+        return int(np.clip(LEASE_SECONDS / max(pace, 1e-7), 2, 1_000_000))
+
+    def _handle(self, status):
+        from mpi4py import MPI
+        world, src, tag = self.ctx.world, status.Get_source(), status.Get_tag()
+        if tag == TAG_REPORT:
+            buf = np.empty(status.Get_count(MPI.DOUBLE), dtype=np.float64)
+            world.Recv(buf, source=src, tag=TAG_REPORT)
+            rows = buf.reshape(-1, self.width)
+            name = self.ctx.layout.solver_of(src)[0]
+            self.records[name].append(rows)
+            self.position[name] = int(rows[-1, 0])
+            self.last_heard[name] = time.monotonic()
+            if name == next(iter(self.roots)):
+                self._progress(rows)
+        elif tag == TAG_ERROR:
+            report = world.recv(source=src, tag=TAG_ERROR)
+            raise JobFailed(report)
+        else:
+            raise JobFailed(f"unexpected message with tag {tag} from world rank {src}")
+
+    def _check_hang(self):
+        limit = self.job.hang_timeout
+        now = time.monotonic()
+        n = self.job.time.n_windows
+        for name, heard in self.last_heard.items():
+            if self.position[name] < n - 1 and now - heard > limit:
+                raise JobFailed(f"solver {name!r} made no progress for {limit:g} s "
+                                f"(last finished window: {self.position[name]}); hang_timeout is {limit:g} s")
+
+    def _progress(self, rows):
+        if not self.job.progress:
+            return
+        n = self.job.time.n_windows
+        now = time.perf_counter()
+        last = int(rows[-1, 0]) == n - 1
+        # One line per window, but never more than ~20 lines a second.
+        if now - self._last_print < 0.05 and not last:
+            return
+        self._last_print = now
+        window = self.job.time.window
+        for row in rows[-3:] if len(rows) > 3 else rows:
+            w = int(row[0])
+            t = self.job.time.start + (w + 1) * window
+            extra = ""
+            if self.job.scheme.kind == "implicit":
+                res = " ".join(f"{r:.2e}" for r in row[4:])
+                extra = f"  iterations {int(row[1]):3d}  residual {res}{'' if row[3] else '  NOT CONVERGED'}"
+            print(f"[msorch] window {w + 1:>{len(str(n))}}/{n}  t = {t:.6g}{extra}  {row[2] * 1e3:.3f} ms",
+                  flush=True)
+
+    def finish(self, records, extra_attrs: dict):
+        path = write_summary(self.ctx.outdir, self.job, self.ctx.layout, records,
+                             len(self.ctx.plan.converged_on), extra_attrs)
+        if self.job.scheme.kind == "implicit":
+            first = next(iter(records.values()))
+            its = first[:, 1]
+            print(f"[msorch] iterations per window: mean {its.mean():.2f}, max {int(its.max())}, "
+                  f"total {int(its.sum())}", flush=True)
+        print(f"[msorch] done in {self.wall:.3f} s; results: {path}", flush=True)
+
+
+def fail(world, message: str) -> None:
+    """Print ``message`` and end the whole job (every rank) with exit code 1."""
+    print(f"msorch: error: {message}", file=sys.stderr, flush=True)
+    world.Abort(1)

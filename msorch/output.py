@@ -1,0 +1,101 @@
+"""HDF5 results: one file per solver group, linked from ``results.h5``.
+
+Layout of ``OUTDIR/results.h5`` (what users open)::
+
+    /                       attrs: spec (YAML text), versions (JSON), layout, job name
+    /<solver>               external link to OUTDIR/<solver>.h5:/
+        time      (n_out,)                  float64, seconds
+        points    (n_points, dim)           float64, the solver's result_points()
+        <field>   (n_out, n_points[, c])    one dataset per results() entry
+    /coupling/iterations    (n_windows,)    int64, fixed-point iterations per window
+    /coupling/residuals     (n_windows, n_measures) relative residuals at the last iteration
+    /coupling/converged     (n_windows,)    int8
+    /timing/<solver>        (n_windows,)    wall seconds per window on the group root
+
+Each group gathers its rows to its root (``Gatherv``), which writes its own
+file, so groups never wait for each other to write.  Points and field rows are
+in group-rank order (rank 0's part first).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .arrays import gather_rows
+
+
+class GroupWriter:
+    """Writes one solver's results (collective over the group)."""
+
+    def __init__(self, group, outdir: Path, solver: str, output_spec):
+        self.group, self.every = group, output_spec.every
+        self.fields = output_spec.fields
+        self.root = group.Get_rank() == 0
+        self.path = Path(outdir) / f"{solver}.h5"
+        self.file = None
+        self.started = False
+        self.count = 0
+
+    def maybe_write(self, window_index: int, t: float, solver) -> None:
+        """Write when ``window_index`` (windows completed) is a multiple of ``every``."""
+        if window_index % self.every:
+            return
+        results = solver.results()
+        names = sorted(results) if self.fields is None else [n for n in self.fields if n in results]
+        if not self.started:
+            self.started = True
+            points, _ = gather_rows(self.group, np.asarray(solver.result_points(), dtype=np.float64))
+            if self.root:
+                import h5py
+                self.file = h5py.File(self.path, "w")
+                self.file.create_dataset("points", data=points)
+                self.file.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8")
+        gathered = {name: gather_rows(self.group, np.asarray(results[name]))[0] for name in names}
+        if not self.root:
+            return
+        f = self.file
+        n = self.count
+        f["time"].resize((n + 1,))
+        f["time"][n] = t
+        for name, data in gathered.items():
+            if name not in f:
+                f.create_dataset(name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
+                                 chunks=(1, *data.shape))
+            f[name].resize((n + 1, *data.shape))
+            f[name][n] = data
+        self.count += 1
+
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_measures: int,
+                  extra_attrs: dict) -> Path:
+    """The coordinator's ``results.h5``: metadata, coupling history, links to the groups."""
+    import h5py
+    path = Path(outdir) / "results.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["job"] = job.name
+        f.attrs["spec"] = job.text
+        f.attrs["layout"] = json.dumps({k: list(v) for k, v in layout.groups.items()})
+        for key, value in extra_attrs.items():
+            f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        for name in job.solvers:
+            f[name] = h5py.ExternalLink(f"{name}.h5", "/")
+        coupling = f.create_group("coupling")
+        timing = f.create_group("timing")
+        first = next(iter(records.values())) if records else np.zeros((0, 4 + n_measures))
+        coupling["iterations"] = first[:, 1].astype(np.int64)
+        coupling["converged"] = first[:, 3].astype(np.int8)
+        coupling["residuals"] = first[:, 4:4 + n_measures]
+        for name, rows in records.items():
+            timing[name] = rows[:, 2]
+    return path

@@ -1,0 +1,128 @@
+"""Inside the MPI job: split the world into coordinator and solver groups, run.
+
+Started on every rank by ``msorch run`` (through mpirun/srun, or in place
+when already launched with the right size) as ``python -m msorch.runtime``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .layout import Layout
+from .messages import TAG_ERROR
+from .schedule import Plan, make_plan
+from .spec import JobSpec, load_spec
+
+
+@dataclass
+class Context:
+    """What every rank of a run shares: the job, its layout and communicators.
+
+    ``world``: COMM_WORLD (control); ``data``: a duplicate for channel traffic;
+    ``group``: this solver's communicator (None on the coordinator);
+    ``solvers``: all solver ranks (implicit-coupling reductions; None on the coordinator).
+    """
+
+    job: JobSpec
+    layout: Layout
+    plan: Plan
+    world: object
+    data: object
+    group: object
+    solvers: object
+    outdir: Path
+
+
+def versions() -> dict:
+    import mpi4py
+    import numpy
+    info = {"python": platform.python_version(), "numpy": numpy.__version__, "mpi4py": mpi4py.__version__}
+    for mod in ("h5py", "petsc4py", "numba", "scipy"):
+        module = sys.modules.get(mod)
+        if module is not None:
+            info[mod] = getattr(module, "__version__", "?")
+    from . import __version__
+    info["msorch"] = __version__
+    return info
+
+
+def run(spec_path: str, outdir: str) -> int:
+    """Run the job on this MPI world; returns the exit code (0 ok)."""
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    job = load_spec(spec_path)
+    layout = Layout.from_job(job)
+    if world.Get_size() != layout.size:
+        if rank == 0:
+            print(f"msorch: error: this MPI job has {world.Get_size()} ranks but {job.name!r} needs "
+                  f"{layout.size} ({layout.describe()})", file=sys.stderr, flush=True)
+        return 2
+    plan, problems = make_plan(job)
+    role = layout.solver_of(rank)
+    names = list(layout.groups)
+    group = world.Split(names.index(role[0]) if role else MPI.UNDEFINED, rank)
+    solvers = world.Split(0 if role else MPI.UNDEFINED, rank)
+    data = world.Dup()
+    out = Path(outdir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    world.Barrier()
+    ctx = Context(job, layout, plan, world, data, group, solvers, out)
+    if rank == 0:
+        return _coordinate(ctx)
+    _work(ctx, role[0], role[1])
+    return 0
+
+
+def _coordinate(ctx) -> int:
+    from .coordinator import Coordinator, JobFailed, fail
+    coordinator = Coordinator(ctx)
+    print(f"[msorch] {ctx.job.name}: {ctx.layout.describe()}; {ctx.job.time.n_windows} windows", flush=True)
+    try:
+        records = coordinator.run()
+        coordinator.finish(records, {"versions": versions(), "wall_seconds": coordinator.wall,
+                                     "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    except JobFailed as exc:
+        fail(ctx.world, str(exc))
+    except BaseException:
+        fail(ctx.world, "the coordinator failed:\n" + traceback.format_exc())
+    return 0
+
+
+def _work(ctx, name: str, group_rank: int) -> None:
+    from .worker import Worker
+    worker = Worker(ctx, name)
+    try:
+        worker.setup()
+        worker.run()
+    except BaseException as exc:
+        where = f"window {worker.window}" if worker.window >= 0 else "setup"
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        message = (f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()}) failed in {where} "
+                   f"during {worker.phase}: {detail}")
+        if os.environ.get("MSORCH_TRACEBACK"):
+            message += "\n" + traceback.format_exc()
+        ctx.world.send(message, dest=0, tag=TAG_ERROR)
+        # The coordinator aborts the whole job; never return into a half-finished run.
+        time.sleep(60)
+        os._exit(1)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m msorch.runtime", description=__doc__)
+    parser.add_argument("spec")
+    parser.add_argument("-o", "--outdir", required=True)
+    args = parser.parse_args(argv)
+    return run(args.spec, args.outdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The loop on solver ranks: obey the coordinator's leases, run windows, couple.
+
+One :class:`Worker` per solver rank.  It owns the solver instance, the
+channels it takes part in, and the per-window algorithm (stages, sub-steps,
+waveform interpolation, implicit iterations with roll-back and acceleration).
+It knows nothing of other solvers beyond the channels' far ends.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import registry
+from .channel import Channel, ChannelError, Endpoint
+from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT, Control,
+                       report_width)
+from .output import GroupWriter
+from .schedule import Interpolation, interpolation
+
+
+class CouplingDataError(RuntimeError):
+    """Non-finite values about to leave a solver through a channel."""
+
+
+@dataclass
+class Inbound:
+    """A channel this rank receives on, and the waveform it feeds the solver.
+
+    ``used`` has shape (k_s + 1, n_local, components): sample 0 is the window
+    start, samples 1..k_s the values the solver reads in this window.
+    """
+
+    index: int
+    field: str
+    channel: Channel
+    interp: Interpolation
+    used: np.ndarray
+    value: np.ndarray      # (n_local, components) scratch for interpolated inputs
+    view_shape: tuple
+    fresh: bool
+
+
+@dataclass
+class Outbound:
+    """An output field sent on one or more channels; ``samples`` (k, n_local, c)."""
+
+    field: str
+    channels: list
+    samples: np.ndarray
+    view_shape: tuple
+
+
+class Worker:
+    """Runs one solver rank (see module docstring). Collective over its group."""
+
+    def __init__(self, ctx, name: str):
+        self.ctx, self.name = ctx, name
+        self.job = ctx.job
+        self.spec = self.job.solvers[name]
+        self.group = ctx.group
+        self.root = self.group.Get_rank() == 0
+        self.phase = "construct"
+        self.window = NONE
+
+    # --- setup ------------------------------------------------------------
+    def setup(self):
+        job, spec = self.job, self.spec
+        self.phase = "construct"
+        self.solver = spec.cls(self.group, spec.params)
+        self.phase = "initialize"
+        self.solver.initialize(job.time.start)
+        self.phase = "fields"
+        fields = self.solver.fields()
+        self.phase = "channels"
+        self.inbound: list[Inbound] = []
+        outbound: dict[str, Outbound] = {}
+        for i, c in enumerate(job.couplings):
+            src = Endpoint(c.source, c.source_field, self.ctx.layout.groups[c.source])
+            dst = Endpoint(c.target, c.target_field, self.ctx.layout.groups[c.target])
+            mine = (c.source_field if c.source == self.name else
+                    c.target_field if c.target == self.name else None)
+            if mine is None:
+                continue
+            if mine not in fields:
+                raise ChannelError(f"solver {self.name!r} declares no FieldSpec for {mine!r} "
+                                   f"(fields(): {sorted(fields)})")
+            k_s = job.solvers[c.source].substeps
+            channel = Channel(self.ctx.data, self.group, src, dst, fields[mine], c.mapping, k_s,
+                              TAG_CHANNEL0 + i)
+            fs = fields[mine]
+            if c.source == self.name:
+                out = outbound.get(mine)
+                if out is None:
+                    shape = (len(fs.points), fs.components)
+                    out = outbound[mine] = Outbound(mine, [], np.zeros((k_s, *shape), np.dtype(fs.dtype)),
+                                                    (k_s, *fs.shape))
+                out.channels.append(channel)
+            else:
+                shape = (len(fs.points), fs.components)
+                self.inbound.append(Inbound(
+                    i, mine, channel, interpolation(k_s, spec.substeps, c.waveform),
+                    np.zeros((k_s + 1, *shape), np.dtype(fs.dtype)), np.zeros(shape, np.dtype(fs.dtype)),
+                    fs.shape, i in self.ctx.plan.fresh))
+        self.outbound = list(outbound.values())
+        self._initial_exchange()
+        self._setup_implicit()
+        self.phase = "output"
+        self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
+        self.n_measures = len(self.ctx.plan.converged_on)
+        self.rows: list[np.ndarray] = []
+
+    def _initial_exchange(self):
+        """Every output's value at t0 becomes sample 0 of its receivers' first window."""
+        self.phase = "initial exchange"
+        for out in self.outbound:
+            out.samples.reshape(out.view_shape)[0] = self.solver.get(out.field)
+            self._check_finite(out, 1)
+            for ch in out.channels:
+                ch.send(out.samples[:1])
+        for inb in self.inbound:
+            inb.used[:] = inb.channel.recv(1)[0]
+        for out in self.outbound:
+            for ch in out.channels:
+                ch.wait_sent()
+
+    def _setup_implicit(self):
+        self.implicit = self.job.scheme.kind == "implicit"
+        self.accelerator = None
+        if not self.implicit:
+            return
+        plan, scheme = self.ctx.plan, self.job.scheme
+        self.acc_inbound = [inb for inb in self.inbound if inb.index in plan.accelerated]
+        measures = {i: k for k, i in enumerate(plan.converged_on)}
+        self.measure_of = {inb.index: measures[inb.index] for inb in self.inbound if inb.index in measures}
+        self.criteria = [(c.relative, c.absolute) for c in scheme.convergence]
+        acc = scheme.acceleration
+        if acc is not None:
+            cls = registry.load("acceleration", acc.kind)
+            blocks = [inb.used[1:].size for inb in self.acc_inbound]
+            self.accelerator = cls(self.ctx.solvers, relaxation=acc.relaxation,
+                                   initial_relaxation=acc.initial_relaxation, reuse=acc.reuse, blocks=blocks)
+
+    # --- the window loop ----------------------------------------------------
+    def run(self, first_window: int = 0):
+        job = self.job
+        n_windows = job.time.n_windows
+        control = Control(lease_end=first_window - 1, report_at=NONE)
+        self.writer.maybe_write(first_window, job.time.start + first_window * job.time.window, self.solver)
+        last_window_done = time.perf_counter()
+        for w in range(first_window, n_windows):
+            if w > control.lease_end:
+                control = self._next_control()
+                if control.lease_end < w:   # stopped early by the coordinator
+                    break
+            self.window = w
+            iterations, residuals, converged = self._window(w)
+            now = time.perf_counter()
+            self.rows.append(np.array([w, iterations, now - last_window_done, converged, *residuals]))
+            last_window_done = now
+            t_end = job.time.start + (w + 1) * job.time.window
+            self.phase = "output"
+            self.writer.maybe_write(w + 1, t_end, self.solver)
+            if w == control.report_at or w == control.lease_end or w == n_windows - 1:
+                self._report()
+            if w == control.stop_at:
+                break
+        self.phase = "finalize"
+        for out in self.outbound:
+            for ch in out.channels:
+                ch.wait_sent()
+        self.writer.close()
+        self.solver.finalize()
+
+    def _next_control(self) -> Control:
+        self.phase = "waiting for the coordinator"
+        buf = np.empty(CONTROL_SIZE, dtype=np.int64)
+        if self.root:
+            self.ctx.world.Recv(buf, source=0, tag=TAG_CONTROL)
+        self.group.Bcast(buf, root=0)
+        return Control.unpack(buf)
+
+    def _report(self):
+        if self.root and self.rows:
+            rows = np.ascontiguousarray(np.vstack(self.rows), dtype=np.float64)
+            self.ctx.world.Send(rows, dest=0, tag=TAG_REPORT)
+        self.rows = []
+
+    def _window(self, w: int) -> tuple[int, list[float], int]:
+        """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
+        t_w = self.job.time.start + w * self.job.time.window
+        if not self.implicit:
+            self._run_stage(t_w)
+            self._close_window()
+            return 1, [], 1
+        self.phase = "state"
+        snapshot = {k: np.array(v, copy=True) for k, v in self.solver.state().items()}
+        if self.accelerator is not None:
+            self.accelerator.new_window()
+        max_it = self.job.scheme.max_iterations
+        for k in range(max_it):
+            sums = self._run_stage(t_w)
+            rel, converged = self._converged(sums)
+            if converged or k == max_it - 1:
+                self._close_window()
+                return k + 1, rel, int(converged)
+            self._accelerate()
+            self.phase = "restore"
+            self.solver.restore(snapshot)
+        raise AssertionError("unreachable")
+
+    def _run_stage(self, t_w: float) -> np.ndarray:
+        """One pass over the window: fresh inputs, sub-steps, send, loop-closing inputs.
+
+        Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
+        """
+        sums = np.zeros((self.n_measures, 2)) if self.implicit else None
+        self.phase = "receive"
+        for inb in self.inbound:
+            if inb.fresh:
+                self._receive(inb, sums)
+        dt = self.spec.dt
+        solver = self.solver
+        for s in range(self.spec.substeps):
+            self.phase = "put"
+            for inb in self.inbound:
+                solver.put(inb.field, self._input_at(inb, s))
+            self.phase = "advance"
+            solver.advance(t_w + s * dt, dt)
+            self.phase = "get"
+            for out in self.outbound:
+                out.samples.reshape(out.view_shape)[s] = solver.get(out.field)
+        self.phase = "send"
+        for out in self.outbound:
+            self._check_finite(out, len(out.samples))
+            for ch in out.channels:
+                ch.send(out.samples)
+        self.phase = "receive"
+        for inb in self.inbound:
+            if not inb.fresh:
+                self._receive(inb, sums)
+        return sums
+
+    def _receive(self, inb: Inbound, sums):
+        data = inb.channel.recv()
+        if inb.fresh or not self.implicit:
+            if sums is not None and inb.index in self.measure_of:
+                self._measure(sums, inb, data)
+            inb.used[1:] = data
+        else:
+            # Loop-closing data of an implicit window: keep the solver's output
+            # beside what was used; acceleration combines them.
+            if inb.index in self.measure_of:
+                self._measure(sums, inb, data)
+            inb.new = data
+
+    def _measure(self, sums, inb, data):
+        r = data - inb.used[1:]
+        m = self.measure_of[inb.index]
+        sums[m, 0] += float(np.vdot(r, r).real)
+        sums[m, 1] += float(np.vdot(data, data).real)
+
+    def _input_at(self, inb: Inbound, s: int) -> np.ndarray:
+        ip = inb.interp
+        i0, i1, w1 = ip.i0[s], ip.i1[s], ip.w1[s]
+        if w1 == 0.0:
+            return inb.used[i0].reshape(inb.view_shape)
+        np.multiply(inb.used[i0], ip.w0[s], out=inb.value)
+        inb.value += w1 * inb.used[i1]
+        return inb.value.reshape(inb.view_shape)
+
+    def _converged(self, sums) -> tuple[list[float], int]:
+        self.phase = "convergence"
+        total = np.empty_like(sums)
+        self.ctx.solvers.Allreduce(sums, total)
+        rel, ok = [], True
+        for (r2, x2), (relative, absolute) in zip(total, self.criteria):
+            r, x = np.sqrt(r2), np.sqrt(x2)
+            rel.append(r / x if x > 0 else r)
+            if relative is not None and not (r <= relative * x):
+                ok = False
+            if absolute is not None and not (r <= absolute):
+                ok = False
+        return rel, int(ok)
+
+    def _accelerate(self):
+        self.phase = "acceleration"
+        for inb in self.inbound:
+            if not inb.fresh and inb.index not in self.ctx.plan.accelerated:
+                inb.used[1:] = inb.new
+        if self.accelerator is None:
+            for inb in self.acc_inbound:
+                inb.used[1:] = inb.new
+            return
+        x = np.concatenate([inb.used[1:].ravel() for inb in self.acc_inbound]) if self.acc_inbound else np.zeros(0)
+        xt = np.concatenate([inb.new.ravel() for inb in self.acc_inbound]) if self.acc_inbound else np.zeros(0)
+        nxt = self.accelerator.update(x, xt)
+        pos = 0
+        for inb in self.acc_inbound:
+            size = inb.used[1:].size
+            inb.used[1:] = nxt[pos:pos + size].reshape(inb.used[1:].shape)
+            pos += size
+
+    def _close_window(self):
+        """The window's last values start the next one; loop-closing data is held constant."""
+        for inb in self.inbound:
+            if inb.fresh:
+                inb.used[0] = inb.used[-1]
+            else:
+                last = inb.new[-1] if self.implicit else inb.used[-1]
+                inb.used[:] = last
+
+    def _check_finite(self, out: Outbound, k: int):
+        block = out.samples[:k]
+        if block.dtype.kind in "fc" and not np.isfinite(block.sum()) and not np.isfinite(block).all():
+            bad = int((~np.isfinite(block)).sum())
+            raise CouplingDataError(f"solver {self.name!r} produced {bad} non-finite value(s) (NaN/Inf) "
+                                    f"in output field {out.field!r} in window {self.window}")

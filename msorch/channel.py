@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from mpi4py import MPI
 
 from . import registry
 from .arrays import gather_rows, recv_array, send_array
@@ -197,9 +198,12 @@ class Channel:
             if not mine[j]:
                 continue
             idx = my_list[offsets[j]:offsets[j + 1]]
-            whole = len(idx) == n_local and np.array_equal(idx, np.arange(n_local))
-            buffer = None if whole else np.empty((self.samples, len(idx), self.components), dtype=self.dtype)
-            self._send_to.append((dest, None if whole else idx, buffer))
+            # A contiguous index range is sent as a slice: no copy when it is the
+            # whole array, or when one sample makes the slice contiguous in memory.
+            run = len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx)))
+            span = slice(int(idx[0]), int(idx[0]) + len(idx)) if run else None
+            buffer = np.empty((self.samples, len(idx), self.components), dtype=self.dtype)
+            self._send_to.append((dest, span, idx, buffer))
 
     # --- transfers ----------------------------------------------------------
     def send(self, block: np.ndarray) -> None:
@@ -210,9 +214,10 @@ class Channel:
         """
         self.wait_sent()
         k = len(block)
-        for dest, idx, buffer in self._send_to:
-            if idx is None:
-                data = block
+        n = block.shape[1]
+        for dest, span, idx, buffer in self._send_to:
+            if span is not None and (k == 1 or (span.start == 0 and span.stop == n)):
+                data = block[:, span]
             else:
                 data = buffer[:k]
                 np.take(block, idx, axis=1, out=data)
@@ -220,7 +225,6 @@ class Channel:
 
     def wait_sent(self) -> None:
         if self._requests:
-            from mpi4py import MPI
             MPI.Request.Waitall(self._requests)
             self._requests = []
 
@@ -229,7 +233,6 @@ class Channel:
 
         The returned array is owned by the channel and overwritten by the next recv.
         """
-        from mpi4py import MPI
         k = self.samples if k is None else k
         buf = self._recv_buffer
         if len(self._recv_from) == 1:
@@ -242,9 +245,10 @@ class Channel:
             reqs = [self.comm.Irecv(flat[k * a * c:k * b * c], source=src, tag=self.tag)
                     for src, a, b in self._recv_from]
             MPI.Request.Waitall(reqs)
-            chunks = [flat[k * a * c:k * b * c].reshape(k, b - a, c).copy() for _, a, b in self._recv_from]
-            for (_, a, b), chunk in zip(self._recv_from, chunks):
-                buf[:k, a:b] = chunk
+            if k > 1:
+                chunks = [flat[k * a * c:k * b * c].reshape(k, b - a, c).copy() for _, a, b in self._recv_from]
+                for (_, a, b), chunk in zip(self._recv_from, chunks):
+                    buf[:k, a:b] = chunk
         if self._op is None:
             return buf[:k]
         out = self.received[:k]

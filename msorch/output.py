@@ -40,7 +40,7 @@ class GroupWriter:
 
     def maybe_write(self, window_index: int, t: float, solver) -> None:
         """Write when ``window_index`` (windows completed) is a multiple of ``every``."""
-        if window_index % self.every:
+        if window_index % self.every or self.fields == ():
             return
         results = solver.results()
         names = sorted(results) if self.fields is None else [n for n in self.fields if n in results]

@@ -37,6 +37,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 import yaml
 
 from msorch import registry
+from msorch.slurm import walltime_seconds
 from msorch.solver import Solver
 
 __all__ = ["TimeSpec", "OutputSpec", "SolverSpec", "CouplingSpec", "ConvergenceSpec",
@@ -166,8 +167,8 @@ class ResourcesSpec:
     partition: str | None = _setting(None, "SLURM partition")
     account: str | None = _setting(None, "SLURM account")
     extra: tuple[str, ...] = _setting((), "extra sbatch options")
-    signal_before: int = _setting(60, "seconds before the time limit to checkpoint and stop",
-                                  units="s", ge=0)
+    signal_before: int = _setting(60, "seconds before the time limit to checkpoint and stop "
+                                  "(0: no signal)", units="s", ge=0, le=65535)
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,8 @@ class _Document:
     scheme: dict[str, Any] | None = _setting(None, "coupling scheme")
     checkpoint: CheckpointSpec | None = None
     resources: ResourcesSpec = ResourcesSpec()
-    hang_timeout: float = _setting(300.0, "seconds without progress before the job is declared hung",
-                                   units="s", gt=0)
+    hang_timeout: float = _setting(300.0, "seconds without progress before the job is declared "
+                                   "hung", units="s", gt=0)
     progress: bool = _setting(True, "print a progress line per window")
 
 
@@ -349,12 +350,12 @@ class _Loader(yaml.SafeLoader):
         seen: dict[tuple, int] = {}
         path = self.node_paths.get(id(node), "")
         for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # '<<' merges may override keys on purpose
             key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
             if key in seen:
-                self.duplicates.add(_join(path, key_node.value),
-                                    f"duplicate key (first at line {seen[key]}, again at line {line})",
+                self.duplicates.add(_join(path, key_node.value), "duplicate key "
+                                    f"(first at line {seen[key]}, again at line {line})",
                                     "remove one of them: YAML would silently keep only the last")
             else:
                 seen[key] = line
@@ -451,9 +452,11 @@ def _describe(tp: Any) -> str:
     if origin is tuple and args and args[-1] is not Ellipsis:
         return f"a list of {len(args)} items ({', '.join(map(_describe, args))})"
     if origin in (tuple, list):
-        return f"a list (each item {_describe(args[0]) if args else 'any value'})"
+        item = args[0] if args else Any
+        return "a list" if item is Any else f"a list (each item {_describe(item)})"
     if origin is dict:
-        return f"a mapping of names to {_describe(args[1]) if args else 'any value'}"
+        item = args[1] if args else Any
+        return "a mapping" if item is Any else f"a mapping of names to {_describe(item)}"
     return repr(tp)
 
 
@@ -717,10 +720,12 @@ def _split_ref(text: str) -> tuple[str, str] | None:
     return (solver, name) if solver and dot and name else None
 
 
-def _raw_items(raw: Any, key: str):
-    """(index, mapping) of the mapping items of list ``raw[key]``, skipping the rest."""
+def _raw_items(raw: Any, key: str, kind: type = dict) -> list[tuple[int, Any]]:
+    """(index, item) of the ``kind`` items of list ``raw[key]``, skipping the rest."""
     items = raw.get(key) if isinstance(raw, dict) else None
-    return [(i, e) for i, e in enumerate(items) if isinstance(e, dict)] if isinstance(items, list) else []
+    if not isinstance(items, list):
+        return []
+    return [(i, e) for i, e in enumerate(items) if isinstance(e, kind)]
 
 
 class _Reader:
@@ -749,7 +754,7 @@ class _Reader:
         scheme = self._scheme(doc.get("scheme"), solvers, targets)
         resources = doc.get("resources")
         if resources is not None:
-            self._check_tasks(resources, solvers)
+            self._check_resources(resources, solvers)
         if self.problems:
             return None
         return JobSpec(
@@ -784,7 +789,8 @@ class _Reader:
         for name, entry in raw.items():
             path = _join("solvers", name)
             if not name.isidentifier() or name == "coordinator":
-                self.add(path, f"{name!r} cannot name a solver (identifiers only, not 'coordinator')",
+                self.add(path, f"{name!r} cannot name a solver "
+                         "(identifiers only, not 'coordinator')",
                          "rename it to a Python-style identifier such as left or md_box")
             drafts[name] = self._solver(name, entry, path, time)
         return drafts
@@ -795,7 +801,7 @@ class _Reader:
         values = _read_fields(self.problems, _SolverEntry, entry, path)
         if values is None:
             return draft
-        draft.update(kind=values.get("kind"), ranks=values.get("ranks"), output=values.get("output"))
+        draft.update({key: values.get(key) for key in ("kind", "ranks", "output")})
         if draft["kind"] is not None:
             draft["cls"] = self._solver_class(draft["kind"], _join(path, "kind"))
         if draft["cls"] is not None and "params" in values:
@@ -812,12 +818,17 @@ class _Reader:
         return draft
 
     def _solver_class(self, kind: str, path: str) -> type | None:
+        known = registry.names("solver")
+        if kind not in known and ":" not in kind:
+            self.add(path, f"unknown solver kind {kind!r}",
+                     _did_you_mean(kind, known, "solver kinds")
+                     + " or write 'package.module:Class'")
+            return None
         try:
             cls = registry.load("solver", kind)
         except registry.PluginError as exc:
-            fix = ("check the module path and class name" if ":" in kind
-                   else _did_you_mean(kind, registry.names("solver"), "solver kinds"))
-            self.add(path, str(exc), fix)
+            self.add(path, str(exc), "check the module path and class name (and that the "
+                     "package is installed)")
             return None
         except Exception as exc:  # the plugin's own import failed: report, don't crash
             self.add(path, f"loading solver {kind!r} failed: {type(exc).__name__}: {exc}",
@@ -840,7 +851,8 @@ class _Reader:
             issues = list(cls.check(params))
             outputs, inputs = cls.field_names(params)
         except Exception as exc:
-            self.add(path, f"{cls.__qualname__}.check/field_names failed: {type(exc).__name__}: {exc}",
+            self.add(path, f"{cls.__qualname__}.check/field_names failed: "
+                     f"{type(exc).__name__}: {exc}",
                      "(plugin author) make check() and field_names() total on valid Params")
             return
         for key, what, fix in issues:
@@ -855,7 +867,8 @@ class _Reader:
         n = max(n, 1)
         self.add(path, f"the window {window:g} s is not a whole number of steps dt = {dt:g} s "
                  f"(window/dt = {ratio:.9g})",
-                 f"use dt: {window / n:.12g} ({n} steps per window), or change time.window")
+                 f"use dt: {window / n:.12g} ({n} step{'s' * (n > 1)} per window), "
+                 "or change time.window")
         return None
 
     # --- couplings --------------------------------------------------------
@@ -882,7 +895,8 @@ class _Reader:
             if dst:
                 ref = ".".join(dst)
                 if ref in fed:
-                    self.add(_join(path, "to"), f"input {ref!r} is already fed by couplings[{fed[ref]}]",
+                    self.add(_join(path, "to"),
+                             f"input {ref!r} is already fed by couplings[{fed[ref]}]",
                              "remove one of the two couplings (an input takes at most one)")
                 fed.setdefault(ref, i)
             if len(self.problems) == before and src and dst and "waveform" in values:
@@ -910,7 +924,7 @@ class _Reader:
             other = "inputs" if side == "outputs" else "outputs"
             fix = _did_you_mean(name, fields, f"{side} of {solver!r}")
             if name in (solvers[solver][other] or ()):
-                fix = f"{name!r} is one of {solver!r}'s {other}: swap from and to? ({fix})"
+                fix = f"{name!r} is an {other[:-1]} of {solver!r}: swap from and to? ({fix})"
             self.add(path, f"solver {solver!r} ({solvers[solver]['kind']}) has no {side[:-1]} "
                      f"{name!r}", fix)
             return None
@@ -948,9 +962,9 @@ class _Reader:
         values["order"] = self._order(values.get("order"), solvers)
         kind = values.get("kind")
         if kind == "implicit" and values.get("convergence") == ():
-            self.add("scheme.convergence", "an implicit scheme needs at least one convergence measure",
-                     f"add convergence: [{{field: {next(iter(sorted(targets)), 'left.temperature')}, "
-                     "relative: 1.0e-6}]")
+            example = min(targets, default="left.temperature")
+            self.add("scheme.convergence", "an implicit scheme needs at least one convergence "
+                     "measure", f"add convergence: [{{field: {example}, relative: 1.0e-6}}]")
         if kind == "explicit":
             for key in ("max_iterations", "convergence", "acceleration"):
                 if key in (raw or {}):
@@ -961,16 +975,16 @@ class _Reader:
         for i, entry in _raw_items(raw, "convergence"):
             path = _join("scheme.convergence", i)
             if entry.get("relative") is None and entry.get("absolute") is None:
-                self.add(path, "no tolerance given", "add relative: 1.0e-6 and/or absolute: <value>")
+                self.add(path, "no tolerance given",
+                         "add relative: 1.0e-6 and/or absolute: <value>")
             if isinstance(entry.get("field"), str):
                 self._target(entry["field"], _join(path, "field"), targets)
         acc = (raw or {}).get("acceleration")
         if isinstance(acc, dict):
             if isinstance(acc.get("kind"), str):
                 self._plugin("acceleration", acc["kind"], "scheme.acceleration.kind")
-            for i, name in enumerate(acc.get("fields") if isinstance(acc.get("fields"), list) else ()):
-                if isinstance(name, str):
-                    self._target(name, _join("scheme.acceleration.fields", i), targets)
+            for i, name in _raw_items(acc, "fields", str):
+                self._target(name, _join("scheme.acceleration.fields", i), targets)
         return SchemeSpec(**values) if len(values) == len(dataclasses.fields(SchemeSpec)) else None
 
     def _order(self, order: tuple[str, ...] | None, solvers: dict[str, dict]):
@@ -998,7 +1012,19 @@ class _Reader:
         self.add(path, f"{ref!r} is not the target ('to') of any coupling", fix)
 
     # --- resources --------------------------------------------------------
-    def _check_tasks(self, resources: ResourcesSpec, solvers: dict[str, dict]) -> None:
+    def _check_resources(self, resources: ResourcesSpec, solvers: dict[str, dict]) -> None:
+        for i, line in enumerate(resources.extra):
+            if not line.startswith("--") or any(c in line for c in "\n\r\0"):
+                self.add(_join("resources.extra", i),
+                         f"expected one long sbatch option, got {line!r}",
+                         "write it as a single line starting with '--', e.g. '--mem=4G'")
+        if resources.time is not None and resources.signal_before:
+            limit = walltime_seconds(resources.time)
+            if resources.signal_before >= limit:
+                self.add("resources.signal_before",
+                         f"the signal {resources.signal_before} s before the end comes before "
+                         f"the job starts (time limit {limit} s)",
+                         "lower signal_before or raise resources.time")
         ranks = [d["ranks"] for d in solvers.values()]
         if resources.tasks is None or not ranks or None in ranks:
             return

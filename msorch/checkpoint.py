@@ -42,12 +42,21 @@ which one was loaded. This module only does ``import h5py`` and never imports a 
 (loading both HDF5 libraries into one process is asking for trouble).
 
 With the MPI build and more than one rank, the ``"mpio"`` strategy is used: the ranks'
-key/shape/dtype/checksum lists are exchanged with one small ``allgather``, all datasets and
-attributes are created collectively (HDF5 metadata writes are collective), then each rank writes
-its own arrays independently with large contiguous writes. Otherwise (serial h5py, or one rank)
-the ``"gather"`` strategy is used: ranks ``Send`` their arrays in slabs of at most
-``SLAB_BYTES`` to rank 0, which writes them serially; rank 0 then needs one slab of memory, not
-the whole state. Checksums are always computed by the rank that owns the data, in parallel.
+key/shape/dtype lists are exchanged with one small ``allgather``; every rank creates all groups
+and datasets in the same order (HDF5 metadata writes are collective); each rank writes its own
+arrays independently, in contiguous writes of up to ``SLAB_BYTES``, computing the crc32 slab by
+slab; a second small ``allgather`` exchanges checksums and error flags, which every rank then
+writes as attributes, followed by the ``complete`` marker. Otherwise (serial h5py, e.g. a script
+started without ``mpirun``, or one rank) the ``"gather"`` strategy is used: ranks ``Send`` their
+arrays in slabs of at most ``SLAB_BYTES`` to rank 0, which writes them serially; rank 0 then
+needs one slab of memory, not the whole state, and checksums are still computed by the owners.
+
+A bad state on any rank (object dtype, a key containing '/', keys differing within a group,
+duplicate group ranks) is detected after the first ``allgather`` and raises
+:class:`CheckpointError` on every rank, so no rank is left waiting in a collective.
+
+Reading needs no MPI: any process opens the file read-only with the default driver and reads
+only the groups it asks for, checking each dataset's crc32.
 """
 from __future__ import annotations
 
@@ -163,15 +172,15 @@ class _SelfComm:
 
 @dataclass(frozen=True)
 class _Item:
-    """One array ready to write: the stored form plus its manifest entry."""
+    """One array ready to write, in its stored form."""
 
     key: str
     data: np.ndarray          # C-contiguous, in the stored dtype/shape
     descr: str | None         # numpy dtype descr when stored as raw bytes
-    crc: int
 
     def entry(self) -> tuple:
-        return (self.key, self.data.shape, self.data.dtype.str, self.descr, self.crc)
+        """What the other ranks need to create the dataset: (key, shape, dtype, descr)."""
+        return (self.key, self.data.shape, self.data.dtype.str, self.descr)
 
 
 def _group_path(solver: str | None, group_rank: int) -> str:
@@ -179,7 +188,8 @@ def _group_path(solver: str | None, group_rank: int) -> str:
 
 
 def _crc(data: np.ndarray, crc: int = 0) -> int:
-    return zlib.crc32(memoryview(data.reshape(-1)).cast("B"), crc) if data.size else crc
+    """zlib.crc32 of ``data``'s bytes (C order), continuing from ``crc``."""
+    return zlib.crc32(memoryview(np.asarray(data).reshape(-1)).cast("B"), crc) if data.size else crc
 
 
 def _stored_form(key: str, value) -> _Item:
@@ -194,12 +204,10 @@ def _stored_form(key: str, value) -> _Item:
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")   # not ascontiguousarray: it turns 0-d arrays into 1-d
     if arr.dtype.fields is None and (arr.dtype.kind, arr.dtype.itemsize) in _NATIVE:
-        data, descr = arr, None
-    else:
-        # reshape(-1) first: a 0-d array cannot change its itemsize in a view.
-        data = arr.reshape(-1).view(np.uint8).reshape(arr.shape + (arr.dtype.itemsize,))
-        descr = repr(np.lib.format.dtype_to_descr(arr.dtype))
-    return _Item(key, data, descr, _crc(data))
+        return _Item(key, arr, None)
+    # reshape(-1) first: a 0-d array cannot change its itemsize in a view.
+    data = arr.reshape(-1).view(np.uint8).reshape(arr.shape + (arr.dtype.itemsize,))
+    return _Item(key, data, repr(np.lib.format.dtype_to_descr(arr.dtype)))
 
 
 def _slabs(shape: tuple[int, ...], itemsize: int) -> Iterator[tuple[slice, ...]]:
@@ -220,7 +228,7 @@ def _validate_layout(infos: list[dict]) -> tuple[dict[str, int], list[str]]:
     problems = [info["error"] for info in infos if info["error"]]
     coordinators = [r for r, info in enumerate(infos) if info["solver"] is None]
     if len(coordinators) > 1:
-        problems.append(f"ranks {coordinators} all passed solver=None; only the coordinator may")
+        problems.append(f"world ranks {coordinators} all passed solver=None; only the coordinator may")
     groups: dict[str, list[int]] = {}
     for r, info in enumerate(infos):
         if info["solver"] is not None:
@@ -230,126 +238,136 @@ def _validate_layout(infos: list[dict]) -> tuple[dict[str, int], list[str]]:
         if not isinstance(name, str) or not _KEY_RE.match(name) or name == COORDINATOR:
             problems.append(f"solver name {name!r} is not usable as a group name")
             continue
+        layout[name] = len(ranks)
+        if any(infos[r]["error"] for r in ranks):
+            continue   # that rank already said what is wrong; its rank and keys mean nothing
         got = sorted(infos[r]["group_rank"] for r in ranks)
         if got != list(range(len(ranks))):
             problems.append(f"solver {name}: group ranks {got} are not 0..{len(ranks) - 1} (world ranks {ranks})")
-        keys = {r: [e[0] for e in infos[r]["entries"]] for r in ranks}
-        first = keys[ranks[0]]
+        first = infos[ranks[0]]["entries"]
         for r in ranks[1:]:
-            if set(keys[r]) != set(first):
-                problems.append(f"solver {name}: world rank {r} has keys {sorted(keys[r])}, "
-                                f"world rank {ranks[0]} has {sorted(first)}; keys must match within a group")
-        layout[name] = len(ranks)
+            keys, want = sorted(e[0] for e in infos[r]["entries"]), sorted(e[0] for e in first)
+            if keys != want:
+                problems.append(f"solver {name}: world rank {r} has keys {keys}, world rank "
+                                f"{ranks[0]} has {want}; keys must match within a group")
     return layout, problems
 
 
-def _write_root_attrs(f: h5py.File, index: int, root: dict, layout: dict[str, int]) -> None:
-    f.attrs["format"] = FORMAT
-    f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["index"] = index
-    f.attrs["created"] = root["created"]
-    f.attrs["checksum"] = "crc32"
-    f.attrs["meta"] = root["meta"]
-    f.attrs["layout"] = json.dumps(layout)
+class _Writer:
+    """The parts of a write shared by both strategies; one instance per write_checkpoint call."""
+
+    def __init__(self, tmp: Path, comm, index: int, infos: list[dict], layout: dict[str, int]):
+        self.tmp, self.comm, self.index, self.infos, self.layout = tmp, comm, index, infos, layout
+        # Contiguous layout; never write fill values: every byte is written by its owner anyway,
+        # and parallel HDF5 would otherwise write the whole file twice.
+        self.dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        self.dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+
+    def create_all(self, f: h5py.File) -> dict[tuple[int, str], h5py.Dataset]:
+        """Root attributes, groups and every rank's datasets, in the same order on every rank."""
+        root = self.infos[0]
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["index"] = self.index
+        f.attrs["created"] = root["created"]
+        f.attrs["checksum"] = "crc32"
+        f.attrs["meta"] = root["meta"]
+        f.attrs["layout"] = json.dumps(self.layout)
+        dsets = {}
+        for r, info in enumerate(self.infos):
+            gpath = _group_path(info["solver"], info["group_rank"])
+            grp = f.create_group(gpath, track_order=True)
+            grp.attrs["world_rank"] = r
+            for key, shape, dtype, descr in info["entries"]:
+                dset = grp.create_dataset(key, shape=tuple(shape), dtype=np.dtype(dtype), dcpl=self.dcpl)
+                if descr is not None:
+                    dset.attrs["numpy_dtype"] = descr
+                dsets[(r, key)] = dset
+        return dsets
+
+    def finish(self, f: h5py.File, dsets: dict, error: str | None, crcs: dict[str, int]) -> str | None:
+        """Exchange errors and checksums (every rank), then attributes and marker on the file's ranks."""
+        results = self.comm.allgather((error, crcs))
+        errors = [e for e, _ in results if e]
+        if f is not None:
+            if not errors:
+                for r, (_, rank_crcs) in enumerate(results):   # same order everywhere: collective
+                    for key, crc in rank_crcs.items():
+                        dsets[(r, key)].attrs["crc32"] = np.uint32(crc)
+                f.attrs["complete"] = 1
+            f.flush()
+        return "; ".join(errors) or None
 
 
-def _create_dataset(f: h5py.File, infos: list[dict], r: int, entry: tuple, dcpl) -> h5py.Dataset:
-    key, shape, dtype, descr, crc = entry
-    info = infos[r]
-    gpath = _group_path(info["solver"], info["group_rank"])
-    if gpath not in f:
-        grp = f.create_group(gpath, track_order=True)
-        grp.attrs["world_rank"] = r
-    dset = f[gpath].create_dataset(key, shape=shape, dtype=np.dtype(dtype), dcpl=dcpl)
-    dset.attrs["crc32"] = np.uint32(crc)
-    if descr is not None:
-        dset.attrs["numpy_dtype"] = descr
-    return dset
-
-
-def _dataset_creation_plist():
-    # Contiguous layout; never write fill values: every byte is written by its owner anyway,
-    # and parallel HDF5 would otherwise write the whole file twice.
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    return dcpl
-
-
-def _write_mpio(tmp: Path, comm, index: int, infos: list[dict], layout, items: list[_Item]) -> str | None:
-    """All ranks open ``tmp`` with MPI-IO; metadata collective, data independent."""
-    dcpl = _dataset_creation_plist()
-    with h5py.File(tmp, "w", driver="mpio", comm=comm, libver=_LIBVER, **_ALIGN) as f:
-        _write_root_attrs(f, index, infos[0], layout)
-        mine = {}
-        for r, info in enumerate(infos):            # identical order on every rank: collective
-            for entry in info["entries"]:
-                dset = _create_dataset(f, infos, r, entry, dcpl)
-                if r == comm.rank:
-                    mine[entry[0]] = dset
-        error = None
+def _write_mpio(w: _Writer, items: list[_Item]) -> str | None:
+    """All ranks open the file with MPI-IO; metadata collective, data independent."""
+    comm = w.comm
+    with h5py.File(w.tmp, "w", driver="mpio", comm=comm, libver=_LIBVER, **_ALIGN) as f:
+        dsets = w.create_all(f)
+        error, crcs = None, {}
         try:
             for item in items:
+                dset, crc = dsets[(comm.rank, item.key)], 0
                 for sel in _slabs(item.data.shape, item.data.itemsize):
-                    mine[item.key].write_direct(item.data, sel, sel)
-        except Exception as exc:  # noqa: BLE001 - reported to every rank below, then raised
+                    dset.write_direct(item.data, sel, sel)
+                    crc = _crc(item.data[sel], crc)   # while the kernel writes the slab back
+                crcs[item.key] = crc
+        except Exception as exc:  # noqa: BLE001 - reported to every rank in finish(), then raised
             error = f"world rank {comm.rank}: writing {item.key}: {exc}"
-        errors = [e for e in comm.allgather(error) if e]
-        if not errors:
-            f.attrs["complete"] = 1
-        f.flush()
-    return "; ".join(errors) or None
+        return w.finish(f, dsets, error, crcs)
 
 
-def _write_gather(tmp: Path, comm, index: int, infos: list[dict], layout, items: list[_Item]) -> str | None:
+def _write_gather(w: _Writer, items: list[_Item]) -> str | None:
     """Ranks Send their arrays slab by slab to rank 0, which writes the file alone."""
-    from mpi4py import MPI  # only reached with a real communicator of size > 1
-
+    comm = w.comm
+    if comm.size > 1:
+        from mpi4py import MPI
+    crcs = {}
     if comm.rank != 0:
         for item in items:
+            crc = 0
             for sel in _slabs(item.data.shape, item.data.itemsize):
-                comm.Send([item.data[sel].reshape(-1).view(np.uint8), MPI.BYTE], dest=0, tag=_TAG)
-        return None
-    error = None
-    f = None
+                piece = item.data[sel]
+                comm.Send([piece.reshape(-1).view(np.uint8), MPI.BYTE], dest=0, tag=_TAG)
+                crc = _crc(piece, crc)
+            crcs[item.key] = crc
+        return w.finish(None, {}, None, crcs)
+    error, f, dsets = None, None, {}
     try:
-        f = h5py.File(tmp, "w", libver=_LIBVER, **_ALIGN)
-        _write_root_attrs(f, index, infos[0], layout)
+        f = h5py.File(w.tmp, "w", libver=_LIBVER, **_ALIGN)
+        dsets = w.create_all(f)
     except Exception as exc:  # noqa: BLE001
-        error = f"creating {tmp}: {exc}"
+        error = f"creating {w.tmp}: {exc}"
     mine = {item.key: item for item in items}
-    dcpl = _dataset_creation_plist()
-    for r, info in enumerate(infos):
-        for entry in info["entries"]:
-            key, shape, dtype = entry[0], tuple(entry[1]), np.dtype(entry[2])
-            dset = None
-            if error is None:
-                try:
-                    dset = _create_dataset(f, infos, r, entry, dcpl)
-                except Exception as exc:  # noqa: BLE001
-                    error = f"creating {_group_path(info['solver'], info['group_rank'])}/{key}: {exc}"
+    buf = np.empty(0, np.uint8)   # one receive buffer, reused: no page faults per slab
+    for r, info in enumerate(w.infos):
+        for key, shape, dtype, _ in info["entries"]:
+            shape, dtype, crc = tuple(shape), np.dtype(dtype), 0
             for sel in _slabs(shape, dtype.itemsize):
                 if r == 0:
                     data, src = mine[key].data, sel
+                    crc = _crc(data[sel], crc)
                 else:
                     # Keep receiving after an error: the senders would block forever otherwise.
-                    n = sel[0].stop - sel[0].start if sel else 1
-                    data = np.empty((n,) + shape[1:], dtype)
-                    comm.Recv([data.reshape(-1).view(np.uint8), MPI.BYTE], source=r, tag=_TAG)
-                    src = (slice(0, n),) if sel else ()
-                if dset is not None and error is None:
+                    slab_shape = (sel[0].stop - sel[0].start,) + shape[1:] if sel else ()
+                    nbytes = dtype.itemsize * int(np.prod(slab_shape, dtype=np.int64))
+                    if buf.nbytes < nbytes:
+                        buf = np.empty(nbytes, np.uint8)
+                    comm.Recv([buf[:nbytes], MPI.BYTE], source=r, tag=_TAG)
+                    data = buf[:nbytes].view(dtype).reshape(slab_shape)
+                    src = (slice(0, slab_shape[0]),) if sel else ()
+                if error is None:
                     try:
-                        dset.write_direct(data, src, sel)
+                        dsets[(r, key)].write_direct(data, src, sel)
                     except Exception as exc:  # noqa: BLE001
-                        error = f"writing {dset.name}: {exc}"
-    if f is not None:
-        try:
-            if error is None:
-                f.attrs["complete"] = 1
-            f.flush()
+                        error = f"writing {dsets[(r, key)].name}: {exc}"
+            if r == 0:
+                crcs[key] = crc
+    try:
+        return w.finish(f if error is None else None, dsets, error, crcs)
+    finally:
+        if f is not None:
             f.close()
-        except Exception as exc:  # noqa: BLE001
-            error = error or f"closing {tmp}: {exc}"
-    return error
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -403,15 +421,20 @@ def write_checkpoint(comm, directory: Path, index: int, *, solver: str | None, g
     final = directory / checkpoint_name(index)
     tmp = directory / f".{final.name}.tmp"
     own = comm is None
+    if not own and comm.Is_inter():
+        raise CheckpointError(f"{final}: write_checkpoint needs an intracommunicator")
     comm = _SelfComm() if own else comm.Dup()   # private tags and collectives
     try:
         rank = comm.rank
         items: list[_Item] = []
         error = None
         root = {}
+        group_rank = 0 if solver is None else group_rank
         try:
             if index < 0:
                 raise ValueError(f"index must be >= 0, got {index}")
+            if not isinstance(group_rank, (int, np.integer)) or group_rank < 0:
+                raise ValueError(f"group_rank must be an int >= 0, got {group_rank!r}")
             if rank == 0:
                 directory.mkdir(parents=True, exist_ok=True)
                 root = {"meta": json.dumps({} if meta is None else meta),
@@ -419,7 +442,8 @@ def write_checkpoint(comm, directory: Path, index: int, *, solver: str | None, g
             items = [_stored_form(k, v) for k, v in state.items()]
         except Exception as exc:  # noqa: BLE001 - every rank must learn of it, or the others hang
             error = f"world rank {rank}: {exc}"
-        info = {"solver": solver, "group_rank": 0 if solver is None else int(group_rank),
+        valid_rank = isinstance(group_rank, (int, np.integer))
+        info = {"solver": solver, "group_rank": int(group_rank) if valid_rank else -1,
                 "entries": [it.entry() for it in items], "error": error, **root}
         infos = comm.allgather(info)
         layout, problems = _validate_layout(infos)
@@ -428,13 +452,12 @@ def write_checkpoint(comm, directory: Path, index: int, *, solver: str | None, g
 
         if strategy is None:
             strategy = "mpio" if comm.size > 1 and h5py.get_config().mpi else "gather"
-        if strategy == "mpio" and not h5py.get_config().mpi:
-            raise CheckpointError(f"{final}: strategy 'mpio' needs the MPI build of h5py")
-        writer = {"mpio": _write_mpio, "gather": _write_gather}[strategy]
-        if comm.size == 1 and strategy == "gather":
-            writer = _write_gather_serial
+        if strategy not in ("mpio", "gather") or (strategy == "mpio" and (own or not h5py.get_config().mpi)):
+            raise CheckpointError(f"{final}: strategy {strategy!r} is unknown or needs the MPI build "
+                                  f"of h5py and a communicator")
+        writer = _write_mpio if strategy == "mpio" else _write_gather
         try:
-            error = writer(tmp, comm, index, infos, layout, items)
+            error = writer(_Writer(tmp, comm, index, infos, layout), items)
         except Exception as exc:  # noqa: BLE001
             error = f"world rank {rank}: {exc}"
 
@@ -457,20 +480,6 @@ def write_checkpoint(comm, directory: Path, index: int, *, solver: str | None, g
     finally:
         if not own:
             comm.Free()
-
-
-def _write_gather_serial(tmp: Path, comm, index: int, infos: list[dict], layout, items) -> None:
-    """One rank: write straight from memory (no MPI involved)."""
-    dcpl = _dataset_creation_plist()
-    with h5py.File(tmp, "w", libver=_LIBVER, **_ALIGN) as f:
-        _write_root_attrs(f, index, infos[0], layout)
-        for item in items:
-            dset = _create_dataset(f, infos, 0, item.entry(), dcpl)
-            for sel in _slabs(item.data.shape, item.data.itemsize):
-                dset.write_direct(item.data, sel, sel)
-        f.attrs["complete"] = 1
-        f.flush()
-    return None
 
 
 # ----------------------------------------------------------------------------------- reading

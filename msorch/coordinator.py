@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, Control, report_width
+from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_summary
 
 LEASE_SECONDS = 0.05
@@ -37,6 +37,7 @@ class Coordinator:
         self.records: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
         self.position = {name: NONE for name in self.roots}
         self.last_heard = {}
+        self.stalls: dict[str, dict] = {}
         self._last_print = 0.0
 
     def run(self, first_window: int = 0) -> dict[str, np.ndarray]:
@@ -88,6 +89,9 @@ class Coordinator:
             self.last_heard[name] = time.monotonic()
             if name == next(iter(self.roots)):
                 self._progress(rows)
+        elif tag == TAG_STALL:
+            note = world.recv(source=src, tag=TAG_STALL)
+            self.stalls[note["who"]] = note
         elif tag == TAG_ERROR:
             report = world.recv(source=src, tag=TAG_ERROR)
             raise JobFailed(report)
@@ -98,24 +102,30 @@ class Coordinator:
         limit = self.job.hang_timeout
         now = time.monotonic()
         n = self.job.time.n_windows
-        for name, heard in self.last_heard.items():
-            if self.position[name] < n - 1 and now - heard > limit:
-                raise JobFailed(f"solver {name!r} made no progress for {limit:g} s "
-                                f"(last finished window: {self.position[name]}); hang_timeout is {limit:g} s")
+        late = [name for name, heard in self.last_heard.items()
+                if self.position[name] < n - 1 and now - heard > limit]
+        if not late:
+            return
+        # Name the ranks stuck in their own code first; the others wait for them.
+        notes = sorted(self.stalls.values(), key=lambda note: (note["waiting"], note["since"]))
+        if notes:
+            culprit = notes[0]
+            raise JobFailed(f"{culprit['who']} made no progress for {limit:g} s: stuck in {culprit['phase']} "
+                            f"in {culprit['where']} (hang_timeout: {limit:g} s)")
+        raise JobFailed(f"solver {late[0]!r} made no progress for {limit:g} s (last finished window: "
+                        f"{self.position[late[0]]}; hang_timeout: {limit:g} s)")
 
     def _progress(self, rows):
+        """One line per window; windows faster than 10 ms get a line every 0.5 s instead."""
         if not self.job.progress:
             return
-        n = self.job.time.n_windows
-        now = time.perf_counter()
-        last = int(rows[-1, 0]) == n - 1
-        # One line per window, but never more than ~20 lines a second.
-        if now - self._last_print < 0.05 and not last:
-            return
-        self._last_print = now
-        window = self.job.time.window
-        for row in rows[-3:] if len(rows) > 3 else rows:
+        n, window = self.job.time.n_windows, self.job.time.window
+        for row in rows:
+            now = time.perf_counter()
             w = int(row[0])
+            if row[2] < 0.01 and w != n - 1 and now - self._last_print < 0.5:
+                continue
+            self._last_print = now
             t = self.job.time.start + (w + 1) * window
             extra = ""
             if self.job.scheme.kind == "implicit":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -90,7 +91,15 @@ def run_launched(cmd: list[str], layout: Layout) -> int:
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    code = proc.wait()
+    # Pass signals on to mpirun (which passes them to the ranks): a killed or
+    # interrupted front end must not leave an orphaned MPI job behind.
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    previous = {sig: signal.signal(sig, lambda sig, _frame: proc.send_signal(sig)) for sig in forwarded}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     reader.join(timeout=5)
     if code == 0:
         return 0

@@ -11,7 +11,8 @@ import numpy as np
 
 TAG_CONTROL = 11   # coordinator -> group root: Control
 TAG_REPORT = 12    # group root -> coordinator: Report rows
-TAG_ERROR = 13     # any solver rank -> coordinator: dict (pickled control text, rare)
+TAG_ERROR = 13     # any solver rank -> coordinator: text (rare, pickled)
+TAG_STALL = 14     # watchdog thread -> coordinator: where a rank is stuck (rare, pickled)
 TAG_CHANNEL0 = 1000  # channel i uses TAG_CHANNEL0 + i
 
 NONE = -1

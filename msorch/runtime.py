@@ -98,16 +98,18 @@ def _coordinate(ctx) -> int:
 
 
 def _work(ctx, name: str, group_rank: int) -> None:
+    from .watchdog import Watchdog
     from .worker import Worker
     worker = Worker(ctx, name)
+    label = f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()})"
+    Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2).start()
     try:
         worker.setup()
         worker.run()
     except BaseException as exc:
         where = f"window {worker.window}" if worker.window >= 0 else "setup"
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        message = (f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()}) failed in {where} "
-                   f"during {worker.phase}: {detail}")
+        message = f"{label} failed in {where} during {worker.phase}: {detail}"
         if os.environ.get("MSORCH_TRACEBACK"):
             message += "\n" + traceback.format_exc()
         ctx.world.send(message, dest=0, tag=TAG_ERROR)

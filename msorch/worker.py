@@ -63,6 +63,7 @@ class Worker:
         self.root = self.group.Get_rank() == 0
         self.phase = "construct"
         self.window = NONE
+        self.step = 0
 
     # --- setup ------------------------------------------------------------
     def setup(self):
@@ -131,14 +132,18 @@ class Worker:
         if not self.implicit:
             return
         plan, scheme = self.ctx.plan, self.job.scheme
-        self.acc_inbound = [inb for inb in self.inbound if inb.index in plan.accelerated]
+        # Ordered as plan.accelerated, so slices line up across ranks for the accelerator.
+        by_index = {inb.index: inb for inb in self.inbound}
+        self.acc_inbound = [by_index[i] for i in plan.accelerated if i in by_index]
         measures = {i: k for k, i in enumerate(plan.converged_on)}
         self.measure_of = {inb.index: measures[inb.index] for inb in self.inbound if inb.index in measures}
         self.criteria = [(c.relative, c.absolute) for c in scheme.convergence]
         acc = scheme.acceleration
         if acc is not None:
             cls = registry.load("acceleration", acc.kind)
-            blocks = [inb.used[1:].size for inb in self.acc_inbound]
+            # Every rank names every accelerated field (size 0 where it holds none):
+            # per-field scaling reduces over all of them collectively.
+            blocks = [by_index[i].used[1:].size if i in by_index else 0 for i in plan.accelerated]
             self.accelerator = cls(self.ctx.solvers, relaxation=acc.relaxation,
                                    initial_relaxation=acc.initial_relaxation, reuse=acc.reuse, blocks=blocks)
 
@@ -223,6 +228,7 @@ class Worker:
         dt = self.spec.dt
         solver = self.solver
         for s in range(self.spec.substeps):
+            self.step += 1
             self.phase = "put"
             for inb in self.inbound:
                 solver.put(inb.field, self._input_at(inb, s))

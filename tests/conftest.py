@@ -48,3 +48,19 @@ def _collect_between_tests():
     # PETSc/MPI destructors can be collective: free them at a known point.
     yield
     gc.collect()
+
+
+def run_msorch(*args, timeout: float = 300, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """``python -m msorch ARGS`` with the MPI environment; output captured as text.
+
+    ``tests/e2e`` is on PYTHONPATH so specs can name its test solvers (``faulty:Faulty``).
+    """
+    extra = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "e2e")]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "msorch", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT, env=mpi_env(extra))
+
+
+@pytest.fixture
+def msorch():
+    """``msorch("run", spec, "-o", outdir)`` -> CompletedProcess (see :func:`run_msorch`)."""
+    return run_msorch

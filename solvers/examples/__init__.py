@@ -1,0 +1,1 @@
+"""Small example models that show how a coupling from another framework maps onto msorch."""

@@ -1,0 +1,303 @@
+"""Transient heat equation with P1 finite elements on PETSc (plugin ``fem.heat``).
+
+Solves ``ρc ∂u/∂t − ∇·(k ∇u) = f`` on a rectangle with implicit Euler, or
+``−∇·(k ∇u) = f`` once per step when ``steady`` is set.  Two-dimensional, so
+"heat flow" means per unit depth: [W] stands for [W/m] of depth.
+
+Boundary conditions, one per side:
+
+``exact``
+    Dirichlet with the manufactured ``u = 1 + x² + α y² + β t`` (see
+    :mod:`solvers.fem.manufactured`), the preCICE partitioned-heat tutorial.
+``dirichlet``
+    Dirichlet with values put into the input field ``temperature`` (at the
+    new time ``t + dt``).  The output ``heat_flux`` then holds, per node of the
+    side, the heat flow *leaving* the domain [W]: minus the residual of the
+    unconstrained discrete equation at that node.  Fed unchanged into a
+    ``neumann`` neighbour, the pair's interface equations are exactly the
+    monolithic ones once a Dirichlet–Neumann iteration has converged.
+``neumann``
+    Nodal heat flows *entering* the domain [W] are put into the input field
+    ``heat_flux`` and added to the right-hand side at the side's nodes.
+``insulated``
+    Zero flux (nothing to do in the weak form).
+
+At most one side is coupled (``dirichlet`` or ``neumann``).  Where sides meet,
+``exact`` beats ``dirichlet`` beats ``neumann``/``insulated``, and the coupled
+fields live on the coupled side's nodes *minus* corners shared with an
+``exact`` side (their value is prescribed; a Dirichlet–Neumann pair with
+exact outer sides loses nothing by not exchanging them).  Nodes are
+distributed over the group's ranks in contiguous blocks of the natural
+numbering (:mod:`solvers.fem.grid`); all PETSc work is in
+:mod:`solvers.fem.petsc_backend`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+
+from msorch.solver import FieldSpec, Solver, param
+from solvers.fem import petsc_backend as pb
+from solvers.fem.grid import SIDES, Rectangle, local_rows
+from solvers.fem.manufactured import Manufactured
+
+__all__ = ["HeatParams", "HeatSolver"]
+
+BoundaryKind = Literal["exact", "dirichlet", "neumann", "insulated"]
+COUPLED = ("dirichlet", "neumann")
+_BC_DOC = ("boundary condition: exact (manufactured u), dirichlet (input temperature), "
+           "neumann (input heat_flux) or insulated")
+
+
+@dataclass(frozen=True)
+class HeatParams:
+    """Settings of :class:`HeatSolver`."""
+
+    x0: float = param(0.0, "left end of the domain", units="m")
+    x1: float = param(2.0, "right end of the domain", units="m")
+    y0: float = param(0.0, "bottom end of the domain", units="m")
+    y1: float = param(1.0, "top end of the domain", units="m")
+    nx: int = param(20, "number of cells along x")
+    ny: int = param(10, "number of cells along y")
+    conductivity: float = param(1.0, "thermal conductivity k", units="W/(m K)")
+    capacity: float = param(1.0, "volumetric heat capacity rho*c", units="J/(m^3 K)")
+    alpha: float = param(3.0, "alpha in the manufactured u = 1 + x^2 + alpha y^2 + beta t", units="K/m^2")
+    beta: float = param(1.2, "beta in the manufactured u = 1 + x^2 + alpha y^2 + beta t", units="K/s")
+    source: Optional[float] = param(None, "heat source f; null: the manufactured "
+                                    "rho*c beta - k (2 + 2 alpha)", units="W/m^3")
+    initial: Optional[float] = param(None, "uniform initial temperature; null: the manufactured u at t0",
+                                     units="K")
+    left: BoundaryKind = param("exact", f"left side (x = x0) {_BC_DOC}")
+    right: BoundaryKind = param("exact", f"right side (x = x1) {_BC_DOC}")
+    bottom: BoundaryKind = param("exact", f"bottom side (y = y0) {_BC_DOC}")
+    top: BoundaryKind = param("exact", f"top side (y = y1) {_BC_DOC}")
+    steady: bool = param(False, "solve the steady -div(k grad u) = f at each step instead")
+    petsc_options: dict[str, str] = param({}, "PETSc options for the linear solve, e.g. "
+                                          "{ksp_type: gmres, pc_type: ilu}; default CG + hypre, rtol 1e-14")
+
+
+def _coupled_side(params) -> tuple[str, str] | None:
+    """(side, kind) of the first coupled side, or None."""
+    for side in SIDES:
+        kind = getattr(params, side)
+        if kind in COUPLED:
+            return side, kind
+    return None
+
+
+class HeatSolver(Solver):
+    """P1 heat conduction on a structured triangulation, assembled and solved with PETSc.
+
+    Fields (all scalar, float64; points are node coordinates, shape (n_local, 2) [m]):
+
+    - output ``temperature`` [K]: on the coupled side's nodes (without corners on an
+      exact side), or on all owned nodes when no side is coupled;
+    - output ``heat_flux`` [W, extensive] (``dirichlet`` side): heat flow leaving
+      the domain at each node of the side;
+    - input ``temperature`` [K] (``dirichlet`` side): values at ``t + dt``;
+    - input ``heat_flux`` [W, extensive] (``neumann`` side): heat flow entering.
+    """
+
+    Params = HeatParams
+
+    @classmethod
+    def field_names(cls, params):
+        coupled = _coupled_side(params)
+        if coupled is None:
+            return ("temperature",), ()
+        if coupled[1] == "dirichlet":
+            return ("heat_flux", "temperature"), ("temperature",)
+        return ("temperature",), ("heat_flux",)
+
+    @classmethod
+    def check(cls, params):
+        problems = []
+        coupled = [side for side in SIDES if getattr(params, side) in COUPLED]
+        for side in coupled[1:]:
+            problems.append((side, f"only one side may be coupled, but {coupled[0]} is "
+                             f"{getattr(params, coupled[0])} and {side} is {getattr(params, side)}",
+                             "use one solver instance per coupled side; set the others to exact or insulated"))
+        for n in ("nx", "ny"):
+            if getattr(params, n) < 1:
+                problems.append((n, f"expected an integer >= 1, got {getattr(params, n)}", f"set {n}: 10"))
+        for lo, hi in (("x0", "x1"), ("y0", "y1")):
+            if not getattr(params, hi) > getattr(params, lo):
+                problems.append((hi, f"{hi} = {getattr(params, hi)} must exceed {lo} = {getattr(params, lo)}",
+                                 f"swap {lo} and {hi}"))
+        for name in ("conductivity", "capacity"):
+            if not getattr(params, name) > 0:
+                problems.append((name, f"expected a positive value, got {getattr(params, name)}",
+                                 f"set {name}: 1.0"))
+        if params.steady and not any(getattr(params, s) in ("exact", "dirichlet") for s in SIDES):
+            problems.append(("steady", "the steady problem with only neumann/insulated sides is singular",
+                             "make one side exact or dirichlet, or set steady: false"))
+        for key, value in params.petsc_options.items():
+            if not isinstance(key, str) or not key.lstrip("-"):
+                problems.append((f"petsc_options.{key}", "expected an option name like ksp_type",
+                                 "write e.g. ksp_type: cg"))
+            elif not isinstance(value, (str, int, float)):
+                problems.append((f"petsc_options.{key}", f"expected a string value, got {value!r}",
+                                 "quote the value"))
+        return problems
+
+    # --- lifecycle -----------------------------------------------------------
+    def initialize(self, t0):
+        p = self.params
+        self.grid = Rectangle(p.x0, p.x1, p.y0, p.y1, p.nx, p.ny)
+        self.exact = Manufactured(p.alpha, p.beta, p.conductivity, p.capacity)
+        size, rank = self.comm.Get_size(), self.comm.Get_rank()
+        self.lo, self.hi = self.grid.ownership(size, rank)
+        self.rows = local_rows(self.grid, self.lo, self.hi)
+        self.points = self.grid.coordinates(np.arange(self.lo, self.hi))
+        self._classify_nodes()
+        self.source = p.source if p.source is not None else self.exact.source(p.steady)
+        self.prefix = pb.unique_prefix("fem_heat")
+
+        self.u = pb.PETSc.Vec().createMPI((self.hi - self.lo, self.grid.n_nodes), comm=self.comm)
+        self.b0, self.b, self.g, self.r = (self.u.duplicate() for _ in range(4))
+        with self.u as u:
+            u[:] = self.exact.temperature(self.points, t0) if p.initial is None else p.initial
+            # Before the first put a dirichlet side keeps its initial values, a neumann side is insulated.
+            self.t_in = u[self.side].copy()
+        n_side = len(self.side)
+        self.q_in = np.zeros(n_side)
+        self.flux_out = np.zeros(n_side)
+        self.dt = None
+        self.A = self.A_bc = self.M = self.ksp = None
+        self.iterations = 0
+
+    def _classify_nodes(self):
+        """Local index sets: exact and all Dirichlet nodes, the coupled side and its input entries."""
+        p, n_local = self.params, self.hi - self.lo
+
+        def on(sides):
+            mask = np.zeros(n_local, dtype=bool)
+            for side in sides:
+                nodes = self.grid.side_nodes(side)
+                nodes = nodes[(nodes >= self.lo) & (nodes < self.hi)]
+                mask[nodes - self.lo] = True
+            return mask
+
+        exact = on([s for s in SIDES if getattr(p, s) == "exact"])
+        coupled = _coupled_side(p)
+        side_mask = on([coupled[0]] if coupled else [])
+        self.side_kind = coupled[1] if coupled else None
+        # The coupled field leaves out corners owned by an exact side: their value is known, and
+        # a stale input there would only be relaxed away slowly by an implicit coupling.
+        # No coupled side: the temperature field covers all owned nodes.
+        self.side = np.flatnonzero(side_mask & ~exact) if coupled else np.arange(n_local)
+        self.exact_nodes = np.flatnonzero(exact)
+        input_nodes = self.side if self.side_kind == "dirichlet" else np.zeros(0, dtype=np.int64)
+        self.dirichlet = np.union1d(self.exact_nodes, input_nodes)
+
+    def _setup_operators(self, dt):
+        """(Re)build A = k K + (ρc/dt) M, its Dirichlet-eliminated copy and the KSP for step ``dt``."""
+        self._destroy_operators()
+        p, rows, n = self.params, self.rows, self.grid.n_nodes
+        args = (self.comm, n, self.lo, self.hi, rows.indptr, rows.indices)
+        mass = 0.0 if p.steady else p.capacity / dt
+        self.A = pb.aij_matrix(*args, p.conductivity * rows.stiffness + mass * rows.mass)
+        self.M = None if p.steady else pb.aij_matrix(*args, mass * rows.mass)
+        # Zeroing rows *and* columns keeps the matrix symmetric, so CG applies;
+        # the right-hand side is lifted by A g to compensate (see advance).
+        self.A_bc = self.A.duplicate(copy=True)
+        self.A_bc.zeroRowsColumns((self.dirichlet + self.lo).astype(pb.PETSc.IntType), diag=1.0)
+        self.ksp = pb.make_ksp(self.comm, self.A_bc, self.prefix, self.params.petsc_options)
+        self.dt = dt
+
+    def advance(self, t, dt):
+        # Rebuild only for a really new dt: window/substeps may differ from dt in the last bit.
+        if self.ksp is None or not (self.params.steady or math.isclose(dt, self.dt, rel_tol=1e-13)):
+            self._setup_operators(dt)
+        t1, dirichlet = t + dt, self.dirichlet
+        # b0 = (ρc/dt) M u^n + f ∫φ: the right-hand side without boundary terms.
+        if self.M is None:
+            self.b0.set(0.0)
+        else:
+            self.M.mult(self.u, self.b0)
+        # Array views are written inside `with` so PETSc's cached norms are invalidated after.
+        with self.b0 as b0:
+            b0 += self.source * self.rows.volume
+        with self.g as g:
+            g[:] = 0.0
+            if self.side_kind == "dirichlet":
+                g[self.side] = self.t_in
+            g[self.exact_nodes] = self.exact.temperature(self.points[self.exact_nodes], t1)
+        # b = b0 + q_N − A g, then b = g on the Dirichlet rows.
+        self.A.mult(self.g, self.b)
+        self.b.aypx(-1.0, self.b0)
+        with self.b as b, self.g as g:
+            if self.side_kind == "neumann":
+                b[self.side] += self.q_in
+            b[dirichlet] = g[dirichlet]
+        # Zero initial guess: PETSc's rtol is then relative to ‖b‖, which 1e-14 can reach; from a
+        # warm start it would be relative to a smaller r0 and could stall below rounding.
+        self.u.set(0.0)
+        self.iterations = pb.solve(self.ksp, self.b, self.u)
+        # The Dirichlet rows are decoupled identities: set them exactly, not to rtol.
+        with self.u as u, self.g as g:
+            u[dirichlet] = g[dirichlet]
+        if self.side_kind == "dirichlet":
+            # Residual of the unconstrained equations = heat flow entering; we report leaving.
+            self.A.mult(self.u, self.r)
+            with self.b0 as b0, self.r as r:
+                self.flux_out = b0[self.side] - r[self.side]
+
+    # --- data exchange -------------------------------------------------------
+    def fields(self):
+        pts = self.points[self.side]
+        out = {"temperature": FieldSpec("float64", 1, "K", pts)}
+        if self.side_kind is not None:
+            out["heat_flux"] = FieldSpec("float64", 1, "W", pts, extensive=True)
+        return out
+
+    def get(self, name):
+        if name == "temperature":
+            with self.u as u:
+                return u[self.side].copy()
+        if name == "heat_flux" and self.side_kind == "dirichlet":
+            return self.flux_out.copy()
+        raise KeyError(f"fem.heat has no output {name!r} with these boundary conditions")
+
+    def put(self, name, data):
+        if name == "temperature" and self.side_kind == "dirichlet":
+            self.t_in = np.array(data, dtype=float).reshape(len(self.side))
+        elif name == "heat_flux" and self.side_kind == "neumann":
+            self.q_in = np.array(data, dtype=float).reshape(len(self.side))
+        else:
+            raise KeyError(f"fem.heat has no input {name!r} with these boundary conditions")
+
+    def results(self):
+        with self.u as u:
+            return {"temperature": u.copy()}
+
+    def result_points(self):
+        return self.points
+
+    # --- checkpointing -------------------------------------------------------
+    def state(self):
+        with self.u as u:
+            u = u.copy()
+        return {"u": u, "t_in": self.t_in.copy(), "q_in": self.q_in.copy(),
+                "flux_out": np.array(self.flux_out, dtype=float)}
+
+    def restore(self, state):
+        with self.u as u:
+            u[:] = state["u"]
+        self.t_in = state["t_in"].copy()
+        self.q_in = state["q_in"].copy()
+        self.flux_out = state["flux_out"].copy()
+
+    def finalize(self):
+        self._destroy_operators()
+        for vec in (self.u, self.b0, self.b, self.g, self.r):
+            vec.destroy()
+
+    def _destroy_operators(self):
+        for obj in (getattr(self, name, None) for name in ("ksp", "A_bc", "A", "M")):
+            if obj is not None:
+                obj.destroy()
+        self.A = self.A_bc = self.M = self.ksp = None

@@ -1,6 +1,8 @@
 """The ``msorch`` command: validate, run.
 
-Exit codes: 0 success, 2 invalid spec or arguments, 1 run failure.
+Exit codes: 0 success, 2 invalid spec or arguments (or no usable checkpoint),
+1 run failure, 3 stopped after a checkpoint on request (SIGUSR1, e.g. SLURM's
+walltime warning): run again with ``--restart latest`` to finish.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def cmd_run(args) -> int:
     job = check_job(args.spec)
     layout = Layout.from_job(job)
     outdir = args.outdir or str(Path("out") / job.name)
+    restart = resolve_restart(args.restart, outdir) if args.restart else None
     in_place = launch.mpi_size_in_place()
     if in_place is not None:
         if in_place != layout.size:
@@ -58,12 +61,24 @@ def cmd_run(args) -> int:
                   file=sys.stderr)
             return 2
         from .runtime import run
-        return run(args.spec, outdir)
-    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher)
+        return run(args.spec, outdir, restart)
+    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher, restart=restart)
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
     return launch.run_launched(cmd, layout)
+
+
+def resolve_restart(which: str, outdir: str) -> str:
+    """The checkpoint file to restart from: a path, or ``latest`` valid one in OUTDIR/checkpoints."""
+    from .checkpoint import latest_valid, verify_checkpoint
+    if which != "latest":
+        verify_checkpoint(which)
+        return which
+    path, skipped = latest_valid(Path(outdir) / "checkpoints")
+    for reason in skipped:
+        print(f"msorch: skipping a damaged checkpoint: {reason}", file=sys.stderr)
+    return str(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="job spec (YAML)")
     p.add_argument("-o", "--outdir", help="output directory (default: out/<job name>)")
     p.add_argument("--dry-run", action="store_true", help="print the launch line and exit")
+    p.add_argument("--restart", metavar="CHECKPOINT|latest",
+                   help="continue from a checkpoint file, or the newest valid one in OUTDIR/checkpoints")
     p.add_argument("--launcher", choices=("mpirun", "srun"), default="mpirun",
                    help="how to start the ranks when not already under MPI (default: mpirun)")
     p.set_defaults(func=cmd_run)
@@ -85,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
     from .spec import SpecError
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -92,6 +110,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except SpecError as exc:
         print(f"msorch: invalid spec {args.spec}:\n{exc}", file=sys.stderr)
+        return 2
+    except CheckpointError as exc:
+        print(f"msorch: cannot restart: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"msorch: error: {exc}", file=sys.stderr)

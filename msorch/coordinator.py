@@ -12,6 +12,7 @@ that the solver ranks need.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_summary
+from .worker import checkpoint_due
 
 LEASE_SECONDS = 0.05
 MAX_SLEEP = 1e-3
@@ -38,6 +40,8 @@ class Coordinator:
         self.position = {name: NONE for name in self.roots}
         self.last_heard = {}
         self.stalls: dict[str, dict] = {}
+        self.stop_requested = False
+        self._written = NONE
         self._last_print = 0.0
 
     def run(self, first_window: int = 0) -> dict[str, np.ndarray]:
@@ -47,6 +51,9 @@ class Coordinator:
         self.t_start = time.perf_counter()
         self.last_heard = {name: time.monotonic() for name in self.roots}
         self.position = {name: first_window - 1 for name in self.roots}
+        self.last_checkpoint = time.monotonic()
+        self.stopped_early = False
+        signal.signal(signal.SIGUSR1, self._on_signal)
         lease = self._grant(first_window, min(n - 1, first_window + 1))
         status = MPI.Status()
         sleep = 0.0
@@ -58,18 +65,58 @@ class Coordinator:
                 self._check_hang()
                 sleep = min(MAX_SLEEP, sleep * 2 or 2e-5)
                 time.sleep(sleep)
-            if lease.lease_end < n - 1 and min(self.position.values()) >= lease.report_at:
-                start = lease.lease_end + 1
-                lease = self._grant(start, min(n - 1, lease.lease_end + self._chunk()))
+            done = min(self.position.values())
+            if done >= 0 and done < n - 1 and all(p == done for p in self.position.values()) \
+                    and checkpoint_due(self.job, done, lease) and done != self._written:
+                self._checkpoint(done)
+            if lease.stop_at != NONE and done == lease.stop_at:
+                self.stopped_early = True
+                break
+            if lease.lease_end < n - 1 and done >= lease.report_at and lease.stop_at == NONE:
+                lease = self._grant(lease.lease_end + 1, min(n - 1, lease.lease_end + self._chunk()))
         self.wall = time.perf_counter() - self.t_start
         return {name: np.vstack(rows) if rows else np.zeros((0, self.width)) for name, rows in self.records.items()}
 
+    def _on_signal(self, signum, _frame):
+        # SLURM's warning before the time limit (--signal), or a user: checkpoint, then stop.
+        self.stop_requested = True
+
     def _grant(self, start: int, end: int) -> Control:
-        control = Control(lease_end=end, report_at=start + (end - start) // 2)
+        """Extend every group's lease to ``end``; attach a due checkpoint or stop at ``start``."""
+        every_s = self.job.checkpoint.every_seconds if self.job.checkpoint else None
+        ckpt = stop = NONE
+        if self.stop_requested and start < self.job.time.n_windows - 1:
+            ckpt = stop = start
+        elif every_s and time.monotonic() - self.last_checkpoint >= every_s:
+            ckpt = start
+        control = Control(lease_end=end, report_at=start + (end - start) // 2, checkpoint_at=ckpt, stop_at=stop)
         buf = control.pack()
         for root in self.roots.values():
             self.ctx.world.Send(buf, dest=root, tag=TAG_CONTROL)
         return control
+
+    def _checkpoint(self, done: int):
+        from .checkpoint import write_checkpoint
+        state = {"window": np.array([done], dtype=np.int64)}
+        for name, rows in self.records.items():
+            state[f"records.{name}"] = np.vstack(rows) if rows else np.zeros((0, self.width))
+        t = self.job.time.start + (done + 1) * self.job.time.window
+        path = write_checkpoint(self.ctx.world, self.ctx.outdir / "checkpoints", done + 1, solver=None,
+                                group_rank=0, state=state, keep=self.job.checkpoint.keep if self.job.checkpoint else 3,
+                                meta={"job": self.job.name, "window": done, "time": t, "spec": self.job.text,
+                                      "layout": {k: list(v) for k, v in self.ctx.layout.groups.items()}})
+        self._written = done
+        self.last_checkpoint = time.monotonic()
+        if self.job.progress:
+            print(f"[msorch] checkpoint after window {done + 1}: {path}", flush=True)
+
+    def restore(self, state: dict[str, np.ndarray]) -> int:
+        """Continue from a checkpoint's coordinator state; returns the first window to run."""
+        for name in self.records:
+            rows = state.get(f"records.{name}")
+            self.records[name] = [rows] if rows is not None and len(rows) else []
+        self._written = int(state["window"][0])
+        return self._written + 1
 
     def _chunk(self) -> int:
         """Windows per lease: about LEASE_SECONDS of the slowest group's recent pace."""

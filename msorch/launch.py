@@ -17,6 +17,8 @@ import threading
 
 from .layout import Layout
 
+STOPPED = 3  # see msorch.runtime.STOPPED
+
 # Environment variables that tell us we already are one rank of an MPI job.
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE")
 
@@ -33,10 +35,12 @@ def mpi_size_in_place() -> int | None:
 
 
 def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "mpirun",
-                   python: str | None = None) -> list[str]:
+                   restart: str | None = None, python: str | None = None) -> list[str]:
     """The argument list that starts ``n_ranks`` ranks of the runtime (no shell involved)."""
     python = python or sys.executable
     tail = [python, "-m", "msorch.runtime", str(spec_path), "-o", str(outdir)]
+    if restart:
+        tail += ["--restart", str(restart)]
     if launcher == "srun":
         return ["srun", "--ntasks", str(n_ranks), "--kill-on-bad-exit=1", *tail]
     cmd = ["mpirun", "-n", str(n_ranks)]
@@ -79,7 +83,10 @@ def _who(world_rank: int, layout: Layout) -> str:
 
 
 def run_launched(cmd: list[str], layout: Layout) -> int:
-    """Run the launch line, streaming its output; returns 0 on success, 1 on failure."""
+    """Run the launch line, streaming its output.
+
+    Returns 0 on success, 3 when the run stopped after a checkpoint on request, 1 on failure.
+    """
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=launch_env())
     captured: list[str] = []
 
@@ -101,8 +108,8 @@ def run_launched(cmd: list[str], layout: Layout) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     reader.join(timeout=5)
-    if code == 0:
-        return 0
+    if code in (0, STOPPED):
+        return code
     text = "".join(captured)
     reason = explain_failure(text, layout)
     if reason:

@@ -67,6 +67,18 @@ class GroupWriter:
             f[name][n] = data
         self.count += 1
 
+    def resume(self, count: int) -> None:
+        """Continue a results file after a restart: keep its first ``count`` outputs, drop the rest."""
+        self.started = True
+        self.count = count
+        if not self.root or self.fields == ():
+            return
+        import h5py
+        self.file = h5py.File(self.path, "a")
+        for name, dset in self.file.items():
+            if name != "points":
+                dset.resize((count, *dset.shape[1:]))
+
     def flush(self):
         if self.file is not None:
             self.file.flush()

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from .layout import Layout
 from .messages import TAG_ERROR
+
+STOPPED = 3  # exit code: stopped after a checkpoint (walltime warning); restart to finish
 from .schedule import Plan, make_plan
 from .spec import JobSpec, load_spec
 
@@ -53,8 +56,11 @@ def versions() -> dict:
     return info
 
 
-def run(spec_path: str, outdir: str) -> int:
-    """Run the job on this MPI world; returns the exit code (0 ok)."""
+def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
+    """Run the job on this MPI world; returns the exit code (0 ok, 3 stopped after a checkpoint).
+
+    ``restart``: a checkpoint file to continue from (resolved by the caller).
+    """
     from mpi4py import MPI
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
@@ -77,27 +83,36 @@ def run(spec_path: str, outdir: str) -> int:
     world.Barrier()
     ctx = Context(job, layout, plan, world, data, group, solvers, out)
     if rank == 0:
-        return _coordinate(ctx)
-    _work(ctx, role[0], role[1])
+        return _coordinate(ctx, restart)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # launchers pass it to every rank; only rank 0 acts
+    _work(ctx, role[0], role[1], restart)
     return 0
 
 
-def _coordinate(ctx) -> int:
+def _coordinate(ctx, restart) -> int:
+    from .checkpoint import read_checkpoint
     from .coordinator import Coordinator, JobFailed, fail
     coordinator = Coordinator(ctx)
     print(f"[msorch] {ctx.job.name}: {ctx.layout.describe()}; {ctx.job.time.n_windows} windows", flush=True)
     try:
-        records = coordinator.run()
+        first = 0
+        if restart:
+            first = coordinator.restore(read_checkpoint(restart, solver="coordinator").state())
+            print(f"[msorch] restarting from {restart} at window {first + 1}", flush=True)
+        records = coordinator.run(first)
         coordinator.finish(records, {"versions": versions(), "wall_seconds": coordinator.wall,
                                      "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     except JobFailed as exc:
         fail(ctx.world, str(exc))
     except BaseException:
         fail(ctx.world, "the coordinator failed:\n" + traceback.format_exc())
+    if coordinator.stopped_early:
+        print("[msorch] stopped after a checkpoint on request; continue with --restart latest", flush=True)
+        return STOPPED
     return 0
 
 
-def _work(ctx, name: str, group_rank: int) -> None:
+def _work(ctx, name: str, group_rank: int, restart) -> None:
     from .watchdog import Watchdog
     from .worker import Worker
     worker = Worker(ctx, name)
@@ -105,7 +120,16 @@ def _work(ctx, name: str, group_rank: int) -> None:
     Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2).start()
     try:
         worker.setup()
-        worker.run()
+        first = 0
+        if restart:
+            from .checkpoint import read_checkpoint
+            checkpoint = read_checkpoint(restart, solver=name, group_rank=group_rank)
+            if checkpoint.layout.get(name) != len(ctx.layout.groups[name]):
+                raise RuntimeError(f"{restart} holds {checkpoint.layout.get(name)} rank(s) of {name!r}, the spec "
+                                   f"asks for {len(ctx.layout.groups[name])}: restart with the same ranks")
+            worker.restore_checkpoint(checkpoint.state(name, group_rank))
+            first = checkpoint.index
+        worker.run(first)
     except BaseException as exc:
         where = f"window {worker.window}" if worker.window >= 0 else "setup"
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -122,8 +146,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msorch.runtime", description=__doc__)
     parser.add_argument("spec")
     parser.add_argument("-o", "--outdir", required=True)
+    parser.add_argument("--restart", help="checkpoint file to continue from")
     args = parser.parse_args(argv)
-    return run(args.spec, args.outdir)
+    return run(args.spec, args.outdir, args.restart)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ from .output import GroupWriter
 from .schedule import Interpolation, interpolation
 
 
+def checkpoint_due(job, w: int, control: Control) -> bool:
+    """Whether every rank checkpoints after window ``w`` (schedule from the spec, or asked for)."""
+    every = job.checkpoint.every_windows if job.checkpoint else None
+    return bool(every and (w + 1) % every == 0) or w == control.checkpoint_at
+
+
 class CouplingDataError(RuntimeError):
     """Non-finite values about to leave a solver through a channel."""
 
@@ -152,13 +158,13 @@ class Worker:
         job = self.job
         n_windows = job.time.n_windows
         control = Control(lease_end=first_window - 1, report_at=NONE)
-        self.writer.maybe_write(first_window, job.time.start + first_window * job.time.window, self.solver)
+        if first_window == 0:
+            self.writer.maybe_write(0, job.time.start, self.solver)
         last_window_done = time.perf_counter()
+        self.stopped_early = False
         for w in range(first_window, n_windows):
             if w > control.lease_end:
                 control = self._next_control()
-                if control.lease_end < w:   # stopped early by the coordinator
-                    break
             self.window = w
             iterations, residuals, converged = self._window(w)
             now = time.perf_counter()
@@ -167,9 +173,13 @@ class Worker:
             t_end = job.time.start + (w + 1) * job.time.window
             self.phase = "output"
             self.writer.maybe_write(w + 1, t_end, self.solver)
-            if w == control.report_at or w == control.lease_end or w == n_windows - 1:
+            checkpoint = w < n_windows - 1 and checkpoint_due(job, w, control)
+            if checkpoint or w in (control.report_at, control.lease_end, control.stop_at, n_windows - 1):
                 self._report()
-            if w == control.stop_at:
+            if checkpoint:
+                self._checkpoint(w)
+            if w == control.stop_at and w < n_windows - 1:
+                self.stopped_early = True
                 break
         self.phase = "finalize"
         for out in self.outbound:
@@ -177,6 +187,38 @@ class Worker:
                 ch.wait_sent()
         self.writer.close()
         self.solver.finalize()
+
+    # --- checkpoints ----------------------------------------------------------
+    def _checkpoint(self, w: int):
+        """Join the collective checkpoint after window ``w`` (results flushed first)."""
+        from .checkpoint import write_checkpoint
+        self.phase = "checkpoint"
+        self.writer.flush()
+        write_checkpoint(self.ctx.world, self.ctx.outdir / "checkpoints", w + 1, solver=self.name,
+                         group_rank=self.group.Get_rank(), state=self.checkpoint_state())
+
+    def checkpoint_state(self) -> dict[str, np.ndarray]:
+        """Everything this rank needs to continue bitwise: solver, waveforms, accelerator, output count."""
+        state = {f"solver.{k}": np.asarray(v) for k, v in self.solver.state().items()}
+        for inb in self.inbound:
+            state[f"inbound.{inb.index}"] = inb.used
+        if self.accelerator is not None:
+            state.update({f"accel.{k}": np.asarray(v) for k, v in self.accelerator.state().items()})
+        state["worker.outputs"] = np.array([self.writer.count], dtype=np.int64)
+        state["worker.step"] = np.array([self.step], dtype=np.int64)
+        return state
+
+    def restore_checkpoint(self, state: dict[str, np.ndarray]):
+        """Return to a :meth:`checkpoint_state` (after :meth:`setup`)."""
+        self.phase = "restore"
+        part = lambda prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        self.solver.restore(part("solver."))
+        for inb in self.inbound:
+            inb.used[...] = state[f"inbound.{inb.index}"]
+        if self.accelerator is not None:
+            self.accelerator.restore(part("accel."))
+        self.step = int(state["worker.step"][0])
+        self.writer.resume(int(state["worker.outputs"][0]))
 
     def _next_control(self) -> Control:
         self.phase = "waiting for the coordinator"

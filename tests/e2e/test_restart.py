@@ -1,0 +1,136 @@
+"""Checkpoints and restart through ``msorch run``: SIGKILL mid-run, damaged files, SIGUSR1.
+
+Reference: the same job run to the end in one go.  "Bitwise" means every
+stored output array is equal with ``np.array_equal`` (no tolerance).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, mpi_env, run_msorch
+
+JOBS = ROOT / "jobs"
+
+
+def heat_job(tmp_path, windows: int = 60, every: int = 5) -> Path:
+    spec = yaml.safe_load((JOBS / "partitioned_heat.yaml").read_text())
+    spec["time"]["end"] = windows * 0.1
+    spec["solvers"]["right"]["ranks"] = 2
+    spec["checkpoint"] = {"every_windows": every, "keep": 3}
+    path = tmp_path / "heat.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def start(spec, outdir, *extra) -> subprocess.Popen:
+    env = mpi_env({"PYTHONPATH": str(ROOT)})
+    return subprocess.Popen([sys.executable, "-m", "msorch", "run", str(spec), "-o", str(outdir), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            start_new_session=True)
+
+
+def wait_for_checkpoint(outdir: Path, proc, timeout=120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list((outdir / "checkpoints").glob("checkpoint_*.h5")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def kill_everything(proc, spec) -> None:
+    """SIGKILL the front end, mpirun and every rank, as a node failure would."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    pattern = f"msorch.runtime {spec}"
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+        subprocess.run(["pkill", "-9", "-f", pattern], check=False)
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def assert_same_results(a: Path, b: Path, solvers) -> None:
+    for solver in solvers:
+        with h5py.File(a / f"{solver}.h5") as fa, h5py.File(b / f"{solver}.h5") as fb:
+            assert sorted(fa) == sorted(fb)
+            times = fb["time"][:]
+            assert len(np.unique(times)) == len(times), "an output time appears twice"
+            for name in fa:
+                assert np.array_equal(fa[name][:], fb[name][:]), f"{solver}/{name} differs"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    spec = heat_job(tmp)
+    r = run_msorch("run", spec, "-o", tmp / "out")
+    assert r.returncode == 0, r.stderr
+    return spec, tmp / "out"
+
+
+def test_sigkill_mid_run_then_restart_is_bitwise_identical(reference, tmp_path):
+    spec, ref = reference
+    out = tmp_path / "out"
+    proc = start(spec, out)
+    wait_for_checkpoint(out, proc)
+    kill_everything(proc, spec)
+    with h5py.File(out / "left.h5") as f:
+        assert len(f["time"]) < 61, "the kill must come before the end"
+    r = run_msorch("run", spec, "-o", out, "--restart", "latest")
+    assert r.returncode == 0, r.stderr
+    assert "restarting from" in r.stdout
+    assert_same_results(ref, out, ("left", "right"))
+    with h5py.File(out / "results.h5") as f, h5py.File(ref / "results.h5") as g:
+        assert np.array_equal(f["coupling/iterations"][:], g["coupling/iterations"][:])
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(reference, tmp_path):
+    spec, ref = reference
+    out = tmp_path / "out"
+    r = run_msorch("run", spec, "-o", out)
+    assert r.returncode == 0
+    newest, previous = sorted((out / "checkpoints").glob("checkpoint_*.h5"))[::-1][:2]
+    with h5py.File(newest) as f:
+        offset = f["solvers/left/rank0/solver.u"].id.get_offset()
+    data = bytearray(newest.read_bytes())
+    data[offset + 3] ^= 0x40
+    newest.write_bytes(bytes(data))
+    r = run_msorch("run", spec, "-o", out, "--restart", str(newest))
+    assert r.returncode == 2
+    assert newest.name in r.stderr and "solver.u" in r.stderr
+    r = run_msorch("run", spec, "-o", out, "--restart", "latest")
+    assert r.returncode == 0, r.stderr
+    assert "skipping a damaged checkpoint" in r.stderr and previous.name in r.stdout
+    assert_same_results(ref, out, ("left", "right"))
+
+
+def test_sigusr1_checkpoints_and_stops_with_exit_3_then_finishes(reference, tmp_path):
+    """What SLURM's walltime warning (--signal=B:USR1@T) triggers."""
+    spec, ref = reference
+    spec2 = tmp_path / "heat.yaml"
+    s = yaml.safe_load(spec.read_text())
+    s["checkpoint"] = {"every_windows": 1000, "keep": 2}   # only the requested checkpoint
+    spec2.write_text(yaml.safe_dump(s, sort_keys=False))
+    out = tmp_path / "out"
+    proc = start(spec2, out)
+    while not (out / "left.h5").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR1)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stderr
+    assert "stopped after a checkpoint" in stdout
+    assert len(list((out / "checkpoints").glob("checkpoint_*.h5"))) == 1
+    r = run_msorch("run", spec2, "-o", out, "--restart", "latest")
+    assert r.returncode == 0, r.stderr
+    assert_same_results(ref, out, ("left", "right"))

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from msorch.solver import param
+from msorch.solver import FieldSpec, param
 from solvers.null import NullParams, NullSolver
 
 
@@ -43,3 +43,10 @@ class Faulty(NullSolver):
                 self.value_in[...] = float("nan")
         self.steps += 1
         super().advance(t, dt)
+
+
+class Celsius(NullSolver):
+    """A null solver whose fields are in degC: coupling it to one in '1' must fail the handshake."""
+
+    def fields(self):
+        return {name: FieldSpec("float64", 1, "degC", self.points) for name in ("in", "out")}

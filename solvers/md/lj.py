@@ -1,0 +1,421 @@
+"""Lennard-Jones molecular dynamics on a spatially decomposed box (``md.lj``).
+
+Units: reduced Lennard-Jones units throughout, sigma = epsilon = m = k_B = 1.
+Lengths in sigma, energies in epsilon, time in tau = sigma sqrt(m/epsilon)
+(so the msorch times ``dt``, ``window`` of an ``md.lj`` solver are in tau),
+temperature in epsilon/k_B, pressure and stress in epsilon/sigma^dim, forces in
+epsilon/sigma.  For argon (sigma = 3.405 A, epsilon/k_B = 119.8 K) tau = 2.16 ps.
+
+Physics: N particles in a 2D or 3D box, each axis periodic or closed by
+specularly reflecting walls at 0 and L; pair potential
+u(r) = 4 (r^-12 - r^-6) [- u(rc) when shifted] for r < rc, optional analytic
+tail corrections; velocity Verlet (NVE), BAOAB Langevin (NVT) or velocity
+rescaling, the thermostats acting on the whole box or a band along the profile
+axis.  Neighbours come from a half Verlet list of radius rc + skin built on cell
+lists and rebuilt when some particle has moved more than skin/2 (an exact
+criterion: no pair inside rc is ever missed).
+
+Parallelism: spatial domain decomposition over the solver's communicator
+(:mod:`solvers.md.domain`); the trajectory does not depend on the number of
+ranks except through floating-point summation order.
+
+Coupling hooks (inputs, on profile bins): ``target_temperature`` and
+``target_velocity`` (what the thermostat drives each bin to), ``body_force``
+(added to every particle of a bin) and ``strain`` (affine diagonal box strain
+relative to the initial box).  Outputs: global scalars and the stress tensor on
+one point (the box centre), and profiles on the bin centres; all global and
+profile fields live on the group's rank 0 (other ranks hold 0 points).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from mpi4py import MPI
+
+from msorch.solver import FieldSpec, Solver, param
+
+from . import kernels as K
+from .domain import Domain
+from .lattice import BASES, lattice, maxwell_boltzmann
+from .observables import Bins, measure, tail_energy_per_particle, tail_pressure
+from .thermostats import group_of, langevin_o, rescale
+
+__all__ = ["LJParams", "LJSolver"]
+
+SCALARS = ("kinetic_energy", "potential_energy", "total_energy", "temperature", "pressure")
+PROFILES = ("density_profile", "temperature_profile", "velocity_profile", "stress_profile")
+INPUTS = ("target_temperature", "target_velocity", "body_force", "strain")
+
+
+@dataclass(frozen=True)
+class LJParams:
+    dim: int = param(3, "space dimension, 2 or 3")
+    lattice: Literal["fcc", "sc", "square", "hex"] = param(
+        "fcc", "initial lattice: fcc or sc in 3D, square or hex in 2D")
+    cells: tuple[int, ...] = param((5, 5, 5), "lattice unit cells per axis (dim entries)")
+    density: float = param(0.8442, "number density of the initial lattice", units="sigma^-dim")
+    init_file: str = param("", "HDF5 file with datasets positions (N,dim), velocities (N,dim), box (dim,) "
+                               "and optionally ids (N,); replaces the lattice when set")
+    temperature: float = param(1.0, "initial temperature and default thermostat target", units="epsilon/k_B")
+    seed: int = param(12345, "seed of the initial velocities and of the Langevin noise")
+    rc: float = param(2.5, "cutoff radius of the pair potential", units="sigma")
+    shift: bool = param(False, "shift the potential so that u(rc) = 0")
+    tail: bool = param(False, "add analytic long-range corrections to energy and pressure")
+    skin: float = param(0.3, "Verlet list skin", units="sigma")
+    periodic: tuple[bool, ...] = param((), "per axis: periodic (true) or reflecting walls at 0 and L "
+                                           "(false); empty = periodic everywhere")
+    ensemble: Literal["nve", "langevin", "rescale"] = param(
+        "nve", "nve (velocity Verlet), langevin (BAOAB) or rescale (velocity rescaling)")
+    damping: float = param(1.0, "Langevin damping time 1/gamma", units="tau")
+    rescale_every: int = param(1, "steps between two velocity rescalings")
+    thermostat_band: tuple[float, ...] = param(
+        (), "[lo, hi) along profile_axis where the thermostat acts (unstrained box; stretches with "
+            "an imposed strain); empty = whole box", units="sigma")
+    profile_axis: int = param(0, "axis of the profile bins (0 = x)")
+    n_bins: int = param(10, "number of equal profile bins spanning the box along profile_axis")
+    bin_edges: tuple[float, ...] = param((), "explicit increasing bin edges in the unstrained box (they stretch "
+                                             "with an imposed strain); replace n_bins", units="sigma")
+
+
+class LJSolver(Solver):
+    """Lennard-Jones MD; see the module docstring for units, physics and fields."""
+
+    Params = LJParams
+    outputs = SCALARS + ("stress",) + PROFILES
+    inputs = INPUTS
+
+    @classmethod
+    def check(cls, p):
+        problems = []
+        if p.dim not in (2, 3):
+            problems.append(("dim", f"must be 2 or 3, got {p.dim}", "set dim: 3 or dim: 2"))
+            return problems
+        if not p.init_file and BASES[p.lattice][2] != p.dim:
+            problems.append(("lattice", f"{p.lattice!r} is not a {p.dim}D lattice",
+                             "use fcc/sc in 3D, square/hex in 2D"))
+        if not p.init_file and (len(p.cells) != p.dim or min(p.cells) < 1):
+            problems.append(("cells", f"need {p.dim} positive counts, got {list(p.cells)}",
+                             f"e.g. cells: {[5] * p.dim}"))
+        if p.periodic and len(p.periodic) != p.dim:
+            problems.append(("periodic", f"need {p.dim} entries, got {len(p.periodic)}",
+                             f"e.g. periodic: {[True] * p.dim}"))
+        for name in ("rc", "skin", "density", "damping"):
+            if getattr(p, name) <= 0:
+                problems.append((name, "must be > 0", f"give a positive {name}"))
+        if p.temperature < 0:
+            problems.append(("temperature", "must be >= 0", "give a non-negative temperature"))
+        if not 0 <= p.profile_axis < p.dim:
+            problems.append(("profile_axis", f"must be in 0..{p.dim - 1}", "pick an existing axis"))
+        if p.n_bins < 1:
+            problems.append(("n_bins", "must be >= 1", "use n_bins: 1 for a single bin"))
+        if p.bin_edges and (len(p.bin_edges) < 2 or np.any(np.diff(p.bin_edges) <= 0)):
+            problems.append(("bin_edges", "need at least two strictly increasing values",
+                             "e.g. bin_edges: [0.0, 2.0, 4.0]"))
+        if p.thermostat_band and (len(p.thermostat_band) != 2 or p.thermostat_band[1] <= p.thermostat_band[0]):
+            problems.append(("thermostat_band", "need [lo, hi] with lo < hi", "e.g. thermostat_band: [0.0, 3.0]"))
+        if p.rescale_every < 1:
+            problems.append(("rescale_every", "must be >= 1", "rescale every step: 1"))
+        if p.tail and not all(p.periodic):  # all(()) is True: periodic by default
+            problems.append(("tail", "tail corrections assume a homogeneous periodic fluid",
+                             "set tail: false with walls"))
+        return problems
+
+    # --- set-up ---------------------------------------------------------------
+    def initialize(self, t0):
+        p = self.params
+        problems = self.check(p)
+        if problems:
+            raise ValueError("; ".join(f"{k}: {m}" for k, m, _ in problems))
+        self.dim = p.dim
+        self.periodic = tuple(bool(a) for a in p.periodic) or (True,) * p.dim
+        ids, x, v, box = self._initial_state()
+        self.n_total = len(ids)
+        self.box0 = box.copy()
+        self.rc2 = p.rc * p.rc
+        self.eshift = 4.0 * (p.rc ** -12 - p.rc ** -6) if p.shift else 0.0
+        self.rg = p.rc + p.skin
+        self.domain = Domain(self.comm, box, self.periodic, p.dim, self.rg)
+        self.domain.wrap(x)
+        mine = self.domain.owns(x)
+        self.ids, self.v = ids[mine], v[mine]
+        self.nlocal = len(self.ids)
+        self.x = x[mine]
+        edges = (np.array(p.bin_edges, dtype=float) if p.bin_edges
+                 else np.linspace(0.0, box[p.profile_axis], p.n_bins + 1))
+        self.edges0 = edges
+        self.bins = Bins(p.profile_axis, edges.copy())
+        groups = self.bins.n + 1  # the last group: in the band but in no bin
+        self.target_t = np.full(groups, float(p.temperature))
+        self.target_u = np.zeros((groups, 3))
+        self.body_force = np.zeros((groups, 3))
+        self.strain = np.zeros(p.dim)
+        self.band0 = tuple(p.thermostat_band) if p.thermostat_band else (-np.inf, np.inf)
+        self.band = self.band0
+        self.step = 0
+        self.n_builds = 0
+        self._pending: dict[str, np.ndarray] = {}
+        self._grid_cache = None
+        self._obs = None
+        self._w6 = np.zeros(6)
+        self._rebuild()
+        self._forces()
+
+    def _initial_state(self):
+        """Global initial (ids, x, v, box), identical on every rank."""
+        p = self.params
+        if p.init_file:
+            import h5py
+            with h5py.File(p.init_file, "r") as h5:
+                pos = np.asarray(h5["positions"], dtype=float)
+                vel = np.asarray(h5["velocities"], dtype=float)
+                box_d = np.asarray(h5["box"], dtype=float)
+                ids = (np.asarray(h5["ids"], dtype=np.int64) if "ids" in h5
+                       else np.arange(len(pos), dtype=np.int64))
+            x = np.zeros((len(pos), 3))
+            v = np.zeros((len(pos), 3))
+            x[:, :p.dim] = pos[:, :p.dim]
+            v[:, :p.dim] = vel[:, :p.dim]
+            box = np.ones(3)
+            box[:p.dim] = box_d[:p.dim]
+            return ids, x, v, box
+        x, box = lattice(p.lattice, p.cells, p.density)
+        v = maxwell_boltzmann(len(x), p.dim, p.temperature, p.seed)
+        return np.arange(len(x), dtype=np.int64), x, v, box
+
+    # --- neighbour lists --------------------------------------------------------
+    def _grid(self):
+        """(lo, inv_len, ncell, stencil) of the cells covering sub-domain + halo."""
+        key = tuple(self.domain.box)
+        if self._grid_cache is None or self._grid_cache[0] != key:
+            lo = np.full(3, -0.5)
+            ncell = np.ones(3, dtype=np.int64)
+            cell_len = np.ones(3)
+            for d in range(self.dim):
+                # cells of at least rg/2 (a 5^3 stencil scans ~60% of the volume of
+                # 3^3 cells of rg), plus a margin of two empty cells so no stencil
+                # run leaves the grid
+                span = self.domain.hi[d] - self.domain.lo[d] + 2 * self.rg
+                core = max(1, int(span / (0.5 * self.rg)))
+                cell_len[d] = span / core
+                ncell[d] = core + 4
+                lo[d] = self.domain.lo[d] - self.rg - 2 * cell_len[d]
+            self._grid_cache = (key, lo, 1.0 / cell_len, ncell, K.stencil(cell_len, self.rg, self.dim))
+        return self._grid_cache[1:]
+
+    def _rebuild(self):
+        """Migrate, sort by cell, exchange halos and build the list (collective)."""
+        n = self.nlocal
+        x = self.x[:n].copy()
+        self.domain.wrap(x)
+        ids, x, v = self.domain.migrate(self.ids[:n], x, self.v[:n])
+        lo, inv, ncell, _ = self._grid()
+        order = np.argsort(K.cell_sort_keys(x, len(x), lo, inv, ncell), kind="stable")
+        self.ids = ids[order]
+        self.v = np.ascontiguousarray(v[order])
+        self.nlocal = len(order)
+        self._build_from(np.ascontiguousarray(x[order]))
+
+    def _build_from(self, x_build):
+        """Halo exchange and list build from local positions ``x_build`` (collective)."""
+        self.x_build = x_build.copy()
+        self.x = self.domain.borders(x_build)
+        self.f = np.zeros_like(self.x)  # ghost rows are kernel scratch
+        lo, inv, ncell, offsets = self._grid()
+        self.start, self.nbr = K.build_neighbor_list(self.x, self.nlocal, len(self.x), lo, inv, ncell,
+                                                     offsets, self.rg * self.rg)
+        self.n_builds += 1
+
+    def _update_neighbors(self, force=False):
+        """Rebuild if any particle moved more than skin/2 since the last build, else
+        refresh the ghosts (collective)."""
+        buf = np.array([K.max_displacement2(self.x, self.x_build, self.nlocal)])
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        if force or buf[0] > (0.5 * self.params.skin) ** 2:
+            self._rebuild()
+        else:
+            self.domain.forward(self.x)
+
+    # --- dynamics -----------------------------------------------------------------
+    def _groups(self, band=True):
+        """Thermostat/bin group of each local particle (see :mod:`.thermostats`)."""
+        a = self.bins.axis
+        lo, hi = self.band if band else (-np.inf, np.inf)
+        return group_of(self.x, self.nlocal, a, self.domain.box[a], self.periodic[a],
+                        self.bins.edges, lo, hi)
+
+    def _forces(self):
+        n = self.nlocal
+        K.lj_forces(self.x, n, self.start, self.nbr, self.rc2, self.eshift, self.f, False, self._w6)
+        if np.any(self.body_force):
+            self.f[:n] += self.body_force[self._groups(band=False)]
+
+    def advance(self, t, dt):
+        """One step of length ``dt`` [tau] (collective)."""
+        p = self.params
+        force_rebuild = self._apply_inputs()
+        n = self.nlocal
+        K.axpy(self.v, 0.5 * dt, self.f, n)
+        if p.ensemble == "langevin":
+            # BAOAB: kick, half drift, exact Ornstein-Uhlenbeck, half drift, force, kick
+            K.axpy(self.x, 0.5 * dt, self.v, n)
+            langevin_o(self.v, self.ids, n, self.dim, self._groups(), self.target_t, self.target_u,
+                       np.exp(-dt / p.damping), p.seed, self.step)
+            K.axpy(self.x, 0.5 * dt, self.v, n)
+        else:
+            K.axpy(self.x, dt, self.v, n)
+        for d in range(self.dim):
+            if not self.periodic[d]:
+                K.reflect(self.x, self.v, n, d, 0.0, self.domain.box[d])
+        self._update_neighbors(force_rebuild)
+        self._forces()
+        K.axpy(self.v, 0.5 * dt, self.f, self.nlocal)
+        self.step += 1
+        if p.ensemble == "rescale" and self.step % p.rescale_every == 0:
+            rescale(self.comm, self.v, self.nlocal, self.dim, self._groups(), self.target_t, self.target_u)
+        self._obs = None
+
+    # --- coupling ---------------------------------------------------------------------
+    def _root_points(self, pts):
+        return pts if self.comm.Get_rank() == 0 else pts[:0]
+
+    def fields(self):
+        dim = self.dim
+        center = self._root_points(0.5 * self.domain.box[None, :dim])
+        bins = self._root_points(self.bins.centers(self.domain.box, dim))
+        vol = f"sigma^{dim}"
+        spec = {
+            "kinetic_energy": FieldSpec("float64", 1, "epsilon", center),
+            "potential_energy": FieldSpec("float64", 1, "epsilon", center),
+            "total_energy": FieldSpec("float64", 1, "epsilon", center),
+            "temperature": FieldSpec("float64", 1, "epsilon/k_B", center),
+            "pressure": FieldSpec("float64", 1, f"epsilon/{vol}", center),
+            "stress": FieldSpec("float64", dim * dim, f"epsilon/{vol}", center),
+            "density_profile": FieldSpec("float64", 1, f"1/{vol}", bins),
+            "temperature_profile": FieldSpec("float64", 1, "epsilon/k_B", bins),
+            "velocity_profile": FieldSpec("float64", dim, "sigma/tau", bins),
+            "stress_profile": FieldSpec("float64", dim * dim, f"epsilon/{vol}", bins),
+            "target_temperature": FieldSpec("float64", 1, "epsilon/k_B", bins),
+            "target_velocity": FieldSpec("float64", dim, "sigma/tau", bins),
+            "body_force": FieldSpec("float64", dim, "epsilon/sigma", bins),
+            "strain": FieldSpec("float64", dim, "1", center),
+        }
+        return spec
+
+    def observables(self) -> dict[str, np.ndarray]:
+        """All observables of the current state, global values on every rank (collective)."""
+        if self._obs is None:
+            p = self.params
+            volume = float(np.prod(self.domain.box[:self.dim]))
+            rho = self.n_total / volume
+            tail = ((tail_energy_per_particle(rho, p.rc, self.dim), tail_pressure(rho, p.rc, self.dim))
+                    if p.tail else (0.0, 0.0))
+            self._obs = measure(self.comm, self.x, self.v, self.nlocal, self.start, self.nbr, self.rc2,
+                                self.eshift, box=self.domain.box, dim=self.dim, n_total=self.n_total,
+                                bins=self.bins, periodic_axis=self.periodic[self.bins.axis], tail=tail)
+        return self._obs
+
+    def get(self, name):
+        """This rank's values of output ``name`` (collective: all ranks call it together)."""
+        value = self.observables()[name]
+        if name in SCALARS:
+            value = value.reshape(1)
+        elif name == "stress":
+            value = value.reshape(1, self.dim * self.dim)
+        return self._root_points(value).copy()
+
+    def put(self, name, data):
+        """Stage input ``name``; applied (broadcast from the group's rank 0) at the next
+        :meth:`advance`.  Must be called on every rank of the group, as the worker does."""
+        if name not in INPUTS:
+            raise KeyError(f"md.lj has no input {name!r}; inputs: {', '.join(INPUTS)}")
+        self._pending[name] = np.array(data, dtype=float, copy=True)
+
+    def _apply_inputs(self) -> bool:
+        """Broadcast staged inputs from rank 0 and apply them; True if the box changed."""
+        changed = False
+        dim, nb = self.dim, self.bins.n
+        for name in sorted(self._pending):
+            width = 1 if name == "target_temperature" else dim
+            rows = 1 if name == "strain" else nb
+            buf = np.empty((rows, width))
+            if self.comm.Get_rank() == 0:
+                buf[...] = self._pending[name].reshape(rows, width)
+            self.comm.Bcast(buf, root=0)
+            if name == "target_temperature":
+                self.target_t[:nb] = buf[:, 0]
+            elif name == "target_velocity":
+                self.target_u[:nb, :dim] = buf
+            elif name == "body_force":
+                self.body_force[:nb, :dim] = buf
+            elif not np.array_equal(buf[0], self.strain):
+                self._set_strain(buf[0])
+                changed = True
+        self._pending.clear()
+        return changed
+
+    def _set_strain(self, strain):
+        """Affine diagonal deformation to box0 * (1 + strain); positions follow."""
+        box = self.box0.copy()
+        box[:self.dim] *= 1.0 + strain
+        scale = box / self.domain.box
+        self.x[:self.nlocal] *= scale
+        stretch = 1.0 + strain[self.bins.axis]
+        self.bins = Bins(self.bins.axis, self.edges0 * stretch)
+        self.band = tuple(b * stretch for b in self.band0)  # bins and band move with the material
+        self.domain.set_box(box)
+        self.strain = np.array(strain, dtype=float)
+        self._obs = None
+
+    # --- checkpoints ------------------------------------------------------------------
+    def state(self):
+        """Everything to continue bitwise: particles in their current order, the
+        positions at the last list build (the list and halos are rebuilt from them
+        exactly), the step counter (the Langevin noise is keyed by it), box and inputs."""
+        n = self.nlocal
+        return {"ids": self.ids[:n].copy(), "x": self.x[:n].copy(), "v": self.v[:n].copy(),
+                "f": self.f[:n].copy(), "x_build": self.x_build.copy(),
+                "step": np.array([self.step, self.n_builds], dtype=np.int64),
+                "box": self.domain.box.copy(), "strain": self.strain.copy(),
+                "target_t": self.target_t.copy(), "target_u": self.target_u.copy(),
+                "body_force": self.body_force.copy(), "edges": self.bins.edges.copy()}
+
+    def restore(self, state):
+        """Return to ``state`` (from :meth:`state` on the same layout; collective)."""
+        self.ids = np.array(state["ids"], dtype=np.int64)
+        self.v = np.array(state["v"], dtype=float)
+        self.nlocal = len(self.ids)
+        self.step, n_builds = (int(s) for s in state["step"])
+        self.strain = np.array(state["strain"], dtype=float)
+        self.target_t = np.array(state["target_t"], dtype=float)
+        self.target_u = np.array(state["target_u"], dtype=float)
+        self.body_force = np.array(state["body_force"], dtype=float)
+        self.bins = Bins(self.bins.axis, np.array(state["edges"], dtype=float))
+        stretch = 1.0 + self.strain[self.bins.axis]
+        self.band = tuple(b * stretch for b in self.band0)
+        self.domain.set_box(state["box"])
+        self._pending.clear()
+        self._build_from(np.array(state["x_build"], dtype=float))
+        self.n_builds = n_builds
+        self.x[:self.nlocal] = state["x"]
+        self.f[:self.nlocal] = state["f"]
+        self.domain.forward(self.x)
+        self._obs = None
+
+    def result_points(self):
+        return self.fields()["density_profile"].points
+
+    def results(self):
+        """Every output, on the bin centres (results rows must align with one point
+        set): profiles per bin; whole-box scalars and the stress tensor repeated on
+        every bin row."""
+        out = {name: self.get(name) for name in PROFILES}
+        rows = len(self.result_points())
+        for name in SCALARS + ("stress",):
+            value = self.get(name)
+            out[name] = np.repeat(value[:1], rows, axis=0) if rows else value[:0]
+        return out
+
+    def finalize(self):
+        self.domain.free()

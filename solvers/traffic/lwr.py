@@ -1,0 +1,371 @@
+"""``traffic.lwr``: the LWR model on a road of cells, Godunov / cell-transmission fluxes.
+
+d(rho)/dt + d q(rho)/dx = sources, discretised with the Godunov flux, which for
+traffic is Daganzo's (1994) cell-transmission rule F_{i+1/2} = min(D(rho_i),
+S(rho_{i+1})) with demand D and supply S of the fundamental diagram
+(:mod:`solvers.traffic.fundamental`): Greenshields, triangular, the IDM
+equilibrium diagram, or a table (fixed, or arriving through the
+``fundamental_flow`` input).  Explicit Euler in time; stable for
+max|q'| dt <= dx (checked by :meth:`LWRSolver.check` when ``dt`` is given and
+at every new dt or diagram).
+
+Boundaries: the upstream end takes a fixed ghost density, a fixed demand (with
+a point queue for unserved vehicles), or either from an input; the downstream
+end is free (supply = capacity), a fixed ghost density or supply, or either
+from an input.  On-ramps add min(demand + queue/dt, supply left after the
+mainline) to their cell; off-ramps divert a fraction beta of what leaves their
+cell: out = min(D_i, S_{i+1}/(1-beta)), of which (1-beta) goes on.
+
+Cells are split over the group's ranks; each step exchanges the boundary
+densities with ``Sendrecv`` so both ranks compute the same interface flux,
+which keeps the scheme conservative to rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+
+from msorch.solver import FieldSpec, Solver, param
+
+from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram
+from .road import segment
+from .settings import RampParams, raise_if_invalid, ramp_problems
+
+__all__ = ["LWRParams", "LWRSolver"]
+
+UNITS = {"density": "veh/m", "flow": "veh/s", "speed": "m/s", "supply": "veh/s", "demand": "veh/s",
+         "vehicles": "veh"}
+
+
+@dataclass(frozen=True)
+class LWRParams(RampParams):
+    road_length: float = param(1000.0, "road length", units="m")
+    cells: int = param(100, "number of cells (>= ranks)")
+    diagram: Literal["greenshields", "triangular", "idm", "tabulated"] = param(
+        "greenshields", "fundamental diagram")
+    v_free: float = param(30.0, "free speed (greenshields, triangular)", units="m/s")
+    rho_jam: float = param(0.2, "jam density (greenshields, triangular)", units="veh/m")
+    rho_crit: float = param(0.04, "critical density (triangular)", units="veh/m")
+    idm_v0: float = param(30.0, "IDM desired speed (idm diagram)", units="m/s")
+    idm_T: float = param(1.5, "IDM time headway (idm diagram)", units="s")
+    idm_s0: float = param(2.0, "IDM minimum gap (idm diagram)", units="m")
+    idm_delta: float = param(4.0, "IDM exponent (idm diagram)")
+    idm_length: float = param(5.0, "vehicle length (idm diagram)", units="m")
+    table_density: tuple[float, ...] = param((), "densities of the tabulated diagram, from 0", units="veh/m")
+    table_flow: tuple[float, ...] = param((), "flows of the tabulated diagram (empty: from the input)",
+                                          units="veh/s")
+    initial_density: float = param(0.0, "initial density (left of riemann_position if a right value is given)",
+                                   units="veh/m")
+    initial_density_right: Optional[float] = param(None, "initial density of cells whose centre is right of "
+                                                   "riemann_position (None: initial_density)", units="veh/m")
+    riemann_position: float = param(0.0, "position of the initial density step", units="m")
+    inflow: Literal["none", "density", "flow", "channel_density", "channel_flow"] = param(
+        "density", "upstream boundary: ghost density, demand, or either from the upstream_* input")
+    inflow_density: float = param(0.0, "upstream ghost density (inflow: density)", units="veh/m")
+    inflow_flow: float = param(0.0, "upstream demand (inflow: flow)", units="veh/s")
+    outflow: Literal["free", "closed", "density", "supply", "channel_density", "channel_supply"] = param(
+        "free", "downstream boundary: free (supply = capacity), closed, ghost density, supply, or an input")
+    outflow_density: float = param(0.0, "downstream ghost density (outflow: density)", units="veh/m")
+    outflow_supply: float = param(0.0, "downstream supply (outflow: supply)", units="veh/s")
+    dt: Optional[float] = param(None, "solver step, for the CFL check before launch", units="s")
+
+
+def make_diagram(p: LWRParams, table_flow=None):
+    """The fundamental diagram object of these settings (``table_flow`` overrides p.table_flow)."""
+    if p.diagram == "greenshields":
+        return Greenshields(p.v_free, p.rho_jam)
+    if p.diagram == "triangular":
+        return Triangular(p.v_free, p.rho_crit, p.rho_jam)
+    if p.diagram == "idm":
+        return idm_diagram(p.idm_v0, p.idm_T, p.idm_s0, p.idm_delta, p.idm_length)
+    return Tabulated(p.table_density, p.table_flow if table_flow is None else table_flow)
+
+
+class LWRSolver(Solver):
+    """Macroscopic LWR traffic on cells (see the module docstring).
+
+    Outputs per cell (points at cell centres): ``density`` [veh/m], ``flow``
+    [veh/s] (q(rho)), ``speed`` [m/s] (q/rho, the free speed q'(0) on an empty
+    cell).  At the ends: ``upstream_density``, ``upstream_flow`` (the boundary
+    flux of the last step), ``upstream_speed``, ``upstream_supply``
+    S(rho_0), ``downstream_density``, ``downstream_flow``, ``downstream_speed``,
+    ``downstream_demand`` D(rho_last), and ``downstream_vehicles`` [veh] (left
+    in the last step; extensive).  Inputs by settings: ``upstream_density`` /
+    ``upstream_flow`` (``inflow: channel_*``), ``downstream_density`` /
+    ``downstream_supply`` (``outflow: channel_*``), ``fundamental_flow``
+    (tabulated diagram without ``table_flow``: flows at ``table_density``,
+    points = those densities, on the group's first rank).
+    """
+
+    Params = LWRParams
+    CELL_OUTPUTS = ("density", "flow", "speed")
+    END_OUTPUTS = ("upstream_density", "upstream_flow", "upstream_speed", "upstream_supply",
+                   "downstream_density", "downstream_flow", "downstream_speed", "downstream_demand",
+                   "downstream_vehicles")
+
+    @classmethod
+    def field_names(cls, p):
+        ins = ()
+        if p.inflow.startswith("channel_"):
+            ins += ("upstream_" + p.inflow[len("channel_"):],)
+        if p.outflow.startswith("channel_"):
+            ins += ("downstream_" + p.outflow[len("channel_"):],)
+        if p.diagram == "tabulated" and not p.table_flow:
+            ins += ("fundamental_flow",)
+        return cls.CELL_OUTPUTS + cls.END_OUTPUTS, ins
+
+    @classmethod
+    def check(cls, p):
+        probs = []
+        if p.road_length <= 0 or p.cells < 1:
+            probs.append(("cells", "need road_length > 0 and cells >= 1", "fix them"))
+            return probs
+        probs += ramp_problems(p, p.road_length, max_fraction=0.999)   # beta = 1 would block the road
+        if p.diagram == "triangular" and not 0 < p.rho_crit < p.rho_jam:
+            probs.append(("rho_crit", "need 0 < rho_crit < rho_jam", "fix it"))
+        if p.diagram == "tabulated":
+            if len(p.table_density) < 2 or (p.table_flow and len(p.table_flow) != len(p.table_density)):
+                probs.append(("table_flow", "need >= 2 table_density values and as many table_flow values "
+                              "(or none, to take them from the fundamental_flow input)", "fix the table"))
+                return probs
+        try:
+            fd = make_diagram(p, None if p.table_flow or p.diagram != "tabulated" else np.zeros(len(p.table_density)))
+        except ValueError as exc:
+            return probs + [("diagram", str(exc), "fix the diagram settings")]
+        if p.dt is not None:
+            dx = p.road_length / p.cells
+            if fd.max_wave_speed * p.dt > dx * (1 + 1e-12):
+                probs.append(("dt", f"CFL violated: max wave speed {fd.max_wave_speed:.4g} m/s x dt {p.dt} s "
+                              f"> dx {dx:.4g} m", f"use dt <= {dx / fd.max_wave_speed:.4g} s or fewer cells"))
+        return probs
+
+    # ------------------------------------------------------------------ setup
+    def initialize(self, t0):
+        p = self.params
+        raise_if_invalid(type(self), p)
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.seg = segment(p.road_length, p.cells, self.rank, self.size)
+        self.dx = p.road_length / p.cells
+        self.table = (np.array(p.table_flow, dtype=np.float64) if p.table_flow
+                      else np.zeros(len(p.table_density)))
+        self.new_table = None
+        self.fd = make_diagram(p, self.table if p.diagram == "tabulated" else None)
+        self.checked_dt = None
+        x = self.seg.centers[:, 0]
+        right = p.initial_density if p.initial_density_right is None else p.initial_density_right
+        self.rho = np.where(x < p.riemann_position, p.initial_density, right).astype(np.float64)
+        g = self.seg.bin_lo
+        # per-cell ramp data for the cells this rank sees: its own plus one ghost each side
+        idx = np.arange(g - 1, self.seg.bin_hi + 1)
+        self.beta = np.zeros(len(idx))            # off-ramp fraction of each (ghost-extended) cell
+        for xr, b in zip(p.offramp_positions, p.offramp_fractions):
+            self.beta[idx == int(xr // self.dx)] = b
+        self.ramp_cell = np.array([int(xr // self.dx) - g for xr in p.onramp_positions], dtype=np.int64)
+        self.ramp_q = np.array(p.onramp_flows, dtype=np.float64)
+        self.ramp_queue = np.zeros(len(self.ramp_q))
+        self.up_queue = 0.0
+        self.inputs = {"upstream_density": p.inflow_density, "upstream_flow": p.inflow_flow,
+                       "downstream_density": p.outflow_density, "downstream_supply": p.outflow_supply}
+        n = self.seg.n_local
+        self.cum = {k: np.zeros(n) for k in ("in", "created", "removed", "out")}
+        self.cum["initial"] = self.rho * self.dx
+        self.flux = np.zeros(n + 1)
+        self.last_dt = 1.0
+
+    def fields(self):
+        seg = self.seg
+        up = np.zeros((1 if seg.first else 0, 1))
+        down = np.full((1 if seg.last else 0, 1), seg.length)
+        f = {q: FieldSpec("float64", 1, UNITS[q], seg.centers) for q in self.CELL_OUTPUTS}
+        for name in self.END_OUTPUTS + self.field_names(self.params)[1]:
+            end, _, q = name.partition("_")
+            if name == "fundamental_flow":
+                pts = np.array(self.params.table_density)[:, None] if self.rank == 0 else np.zeros((0, 1))
+                f[name] = FieldSpec("float64", 1, "veh/s", pts)
+            else:
+                f[name] = FieldSpec("float64", 1, UNITS[q], up if end == "upstream" else down,
+                                    extensive=q == "vehicles")
+        return f
+
+    # ------------------------------------------------------------------ step
+    def _halo(self) -> tuple[float, float]:
+        """Densities of the cells just outside this segment (NaN at the road ends). Collective."""
+        if self.size == 1:
+            return np.nan, np.nan
+        from mpi4py import MPI
+        nxt = self.rank + 1 if self.rank + 1 < self.size else MPI.PROC_NULL
+        prv = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
+        left, right = np.full(1, np.nan), np.full(1, np.nan)
+        self.comm.Sendrecv(self.rho[-1:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
+        self.comm.Sendrecv(self.rho[:1].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
+        return float(left[0]), float(right[0])
+
+    def _sync_table(self):
+        """Share a table received on rank 0 with the group (collective Bcast of one flag + array)."""
+        flag = np.array([0 if self.new_table is None else 1], dtype=np.int64)
+        if self.size > 1:
+            self.comm.Bcast(flag, root=0)
+        if flag[0]:
+            table = self.new_table if self.rank == 0 else np.empty(len(self.table))
+            if self.size > 1:
+                self.comm.Bcast(table, root=0)
+            self.table, self.new_table = table.copy(), None
+            self.fd = make_diagram(self.params, self.table)
+            self.checked_dt = None
+
+    def _check_cfl(self, dt):
+        if dt != self.checked_dt:
+            c = self.fd.max_wave_speed
+            if c * dt > self.dx * (1 + 1e-12):
+                raise ValueError(f"traffic.lwr: CFL violated, max wave speed {c:.4g} m/s x dt {dt} s > "
+                                 f"dx {self.dx:.4g} m; use dt <= {self.dx / c:.4g} s or fewer cells")
+            self.checked_dt = dt
+
+    def advance(self, t, dt):
+        p, seg = self.params, self.seg
+        if p.diagram == "tabulated" and not p.table_flow:
+            self._sync_table()
+        fd = self.fd
+        self._check_cfl(dt)
+        self.last_dt = dt
+        left, right = self._halo()
+        rho = np.concatenate([[left], self.rho, [right]])      # ghost-extended, NaN at road ends
+        D = fd.demand(rho)
+        S = fd.supply(rho)
+        # interior interfaces j = 0..n between extended cells j and j+1
+        out = np.minimum(D[:-1], S[1:] / (1.0 - self.beta[:-1]))      # what leaves cell j
+        F = out * (1.0 - self.beta[:-1])                               # what enters cell j+1
+        if seg.first:
+            out[0] = F[0] = self._inflow(S[1], dt)
+        if seg.last:
+            out[-1] = F[-1] = self._outflow(D[-2])
+        removed = out - F                                              # off-ramp exits at each interface
+        src = np.zeros(seg.n_local)
+        for k, c in enumerate(self.ramp_cell):
+            if 0 <= c < seg.n_local:
+                want = self.ramp_q[k] + self.ramp_queue[k] / dt
+                got = min(want, max(S[c + 1] - F[c], 0.0))
+                self.ramp_queue[k] += (self.ramp_q[k] - got) * dt
+                src[c] += got
+        self.rho = self.rho + dt / self.dx * (F[:-1] - out[1:] + src)
+        self.flux = F
+        # bookkeeping [veh]: the off-ramp flow of interface j is charged to the cell it leaves (j - 1)
+        self.cum["created"] += src * dt
+        self.cum["removed"] += removed[1:] * dt
+        if seg.first:
+            self.cum["in"][0] += F[0] * dt
+        if seg.last:
+            self.cum["out"][-1] += F[-1] * dt
+
+    def _inflow(self, supply0: float, dt: float) -> float:
+        p, fd = self.params, self.fd
+        mode = p.inflow
+        if mode == "none":
+            return 0.0
+        if mode in ("density", "channel_density"):
+            return float(min(fd.demand(self.inputs["upstream_density"]), supply0))
+        want = self.inputs["upstream_flow"] + self.up_queue / dt    # unserved vehicles wait in a point queue
+        got = float(min(want, supply0))
+        self.up_queue += (self.inputs["upstream_flow"] - got) * dt
+        return got
+
+    def _outflow(self, demand_last: float) -> float:
+        p, fd = self.params, self.fd
+        mode = p.outflow
+        if mode == "closed":
+            return 0.0
+        if mode == "free":
+            supply = fd.capacity
+        elif mode in ("density", "channel_density"):
+            supply = fd.supply(self.inputs["downstream_density"])
+        else:
+            supply = self.inputs["downstream_supply"]
+        return float(min(demand_last, supply))
+
+    # ------------------------------------------------------------------ fields
+    def interface_flux(self) -> np.ndarray:
+        """(n_local + 1,) flows [veh/s] through this rank's cell interfaces in the last step."""
+        return self.flux.copy()
+
+    def get(self, name):
+        fd, seg = self.fd, self.seg
+        if name == "density":
+            return self.rho.copy()
+        if name == "flow":
+            return fd.flow(self.rho)
+        if name == "speed":
+            v0 = fd.q[1] / fd.rho[1] if isinstance(fd, Tabulated) else fd.v_free      # q'(0)
+            q = fd.flow(self.rho)
+            return np.where(self.rho > 0, q / np.maximum(self.rho, 1e-300), v0)
+        if name not in self.END_OUTPUTS:
+            raise KeyError(f"traffic.lwr has no output {name!r}")
+        end, _, q = name.partition("_")
+        if not (seg.first if end == "upstream" else seg.last):
+            return np.zeros(0)
+        i = 0 if end == "upstream" else -1
+        if q == "flow":
+            return self.flux[i:][:1].copy()
+        if q == "vehicles":
+            return self.flux[-1:] * self.last_dt
+        if q == "supply":
+            return np.array([fd.supply(self.rho[0])], dtype=np.float64)
+        if q == "demand":
+            return np.array([fd.demand(self.rho[-1])], dtype=np.float64)
+        return self.get(q)[i:][:1]
+
+    def put(self, name, data):
+        data = np.asarray(data, dtype=np.float64)
+        if name == "fundamental_flow":
+            if len(data):
+                self.new_table = data.reshape(-1).copy()
+        elif name in self.inputs:
+            if len(data):
+                self.inputs[name] = float(data.reshape(-1)[0])
+        else:
+            raise KeyError(f"traffic.lwr has no input {name!r}")
+
+    # ------------------------------------------------------------------ counts
+    def results(self):
+        """Per-cell fields and cumulative vehicle counts per cell [veh], shape (n_local,)."""
+        out = {q: self.get(q) for q in self.CELL_OUTPUTS}
+        out.update({f"count_{k}": v.copy() for k, v in self.cum.items()})
+        out["count_present"] = self.rho * self.dx
+        return out
+
+    def result_points(self):
+        return self.seg.centers
+
+    def counts(self) -> dict[str, float]:
+        """Global cumulative vehicle counts [veh] (collective); initial + in + created = out + removed
+        + present up to rounding."""
+        keys = ("initial", "in", "created", "removed", "out")
+        local = np.array([self.cum[k].sum() for k in keys] + [self.rho.sum() * self.dx])
+        tot = local.copy()
+        if self.size > 1:
+            from mpi4py import MPI
+            self.comm.Allreduce(local, tot, op=MPI.SUM)
+        return dict(zip(keys + ("present",), map(float, tot)))
+
+    # ------------------------------------------------------------------ state
+    def state(self):
+        s = {"rho": self.rho.copy(), "flux": self.flux.copy(), "table": self.table.copy(),
+             "queues": np.concatenate([[self.up_queue, self.last_dt], self.ramp_queue]),
+             "inputs": np.array([self.inputs[k] for k in sorted(self.inputs)])}
+        s.update({f"cum_{k}": v.copy() for k, v in self.cum.items()})
+        return s
+
+    def restore(self, state):
+        self.rho, self.flux = state["rho"].copy(), state["flux"].copy()
+        if not np.array_equal(state["table"], self.table):
+            self.table = state["table"].copy()
+            self.fd = make_diagram(self.params, self.table if self.params.diagram == "tabulated" else None)
+            self.checked_dt = None
+        self.new_table = None
+        q = state["queues"]
+        self.up_queue, self.last_dt, self.ramp_queue = float(q[0]), float(q[1]), q[2:].copy()
+        for k, v in zip(sorted(self.inputs), state["inputs"]):
+            self.inputs[k] = float(v)
+        for k in self.cum:
+            self.cum[k] = state[f"cum_{k}"].copy()

@@ -57,7 +57,7 @@ def _meta(spec: FieldSpec) -> tuple:
 
 def _handshake_problems(src: Endpoint, dst: Endpoint, smeta: tuple, tmeta: tuple, mapping) -> list[str]:
     names = ("dtype", "components", "units", "extensive", "point dimension")
-    problems = [f"{what} differs: {src.label} has {a!r}, {dst.label} has {b!r}"
+    problems = [f"{what} mismatch: {src.label} has {a!r}, {dst.label} has {b!r}"
                 for what, a, b in zip(names, smeta, tmeta) if a != b]
     if smeta[3] and not getattr(mapping, "extensive", False):
         problems.append(f"{src.label} is extensive (a quantity integrated over each point's share, such as a "

@@ -56,7 +56,8 @@ duplicate group ranks) is detected after the first ``allgather`` and raises
 :class:`CheckpointError` on every rank, so no rank is left waiting in a collective.
 
 Reading needs no MPI: any process opens the file read-only with the default driver and reads
-only the groups it asks for, checking each dataset's crc32.
+only the groups it asks for, checking each dataset's crc32. On file systems without ``flock``
+(some NFS/Lustre mounts) set ``HDF5_USE_FILE_LOCKING=FALSE`` in the job's environment.
 """
 from __future__ import annotations
 

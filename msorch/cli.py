@@ -7,11 +7,14 @@ walltime warning): run again with ``--restart latest`` to finish.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from .layout import Layout
+
+JOB_IDS = "slurm_jobs.txt"  # in OUTDIR: one SLURM job id per line, as submitted
 
 
 def check_job(path: str):
@@ -66,16 +69,80 @@ def cmd_run(args) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    return launch.run_launched(cmd, layout)
+    code = launch.run_launched(cmd, layout)
+    if code == launch.STOPPED and os.environ.get("SLURM_JOB_ID"):
+        # Walltime warning inside a batch job: put the job back in the queue; its
+        # script resumes with --restart latest (see msorch.slurm.batch_script).
+        from . import slurm
+        slurm.requeue(os.environ["SLURM_JOB_ID"])
+        print(f"[msorch] requeued SLURM job {os.environ['SLURM_JOB_ID']}", flush=True)
+    return code
 
 
-def resolve_restart(which: str, outdir: str) -> str:
+def cmd_submit(args) -> int:
+    from . import slurm
+    job = check_job(args.spec)
+    outdir = Path(args.outdir or Path("out") / job.name).resolve()
+    script = slurm.batch_script(job, args.spec, outdir, restart=args.restart)
+    if args.dry_run:
+        print(script, end="")
+        return 0
+    job_id = slurm.submit(script, outdir)
+    with open(outdir / JOB_IDS, "a") as f:
+        f.write(job_id + "\n")
+    print(job_id)
+    return 0
+
+
+def cmd_status(args) -> int:
+    """Where a run is: time reached per solver, checkpoints, SLURM jobs."""
+    import h5py
+    from .checkpoint import find_checkpoints
+    outdir = Path(args.outdir)
+    if not outdir.is_dir():
+        print(f"msorch: error: no such output directory: {outdir}", file=sys.stderr)
+        return 2
+    for path in sorted(outdir.glob("*.h5")):
+        if path.name == "results.h5":
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                times = f["time"][:]
+            reached = f"t = {times[-1]:g} s ({len(times)} outputs)" if len(times) else "no output yet"
+        except OSError as exc:
+            reached = f"unreadable ({exc})"
+        print(f"{path.stem}: {reached}")
+    checkpoints = find_checkpoints(outdir / "checkpoints") if (outdir / "checkpoints").is_dir() else []
+    print(f"checkpoints: {len(checkpoints)}" + (f", newest {checkpoints[0]}" if checkpoints else ""))
+    finished = False
+    if (outdir / "results.h5").exists():
+        with h5py.File(outdir / "results.h5", "r") as f:
+            finished = bool(f.attrs.get("finished", 0))
+    print(f"finished: {'yes' if finished else 'no'}")
+    ids = (outdir / JOB_IDS).read_text().split() if (outdir / JOB_IDS).exists() else []
+    if ids:
+        from . import slurm
+        for job_id in ids:
+            try:
+                state = slurm.job_state(job_id)
+            except slurm.SlurmError as exc:
+                state = f"unknown ({exc})"
+            print(f"slurm job {job_id}: {state}")
+    return 0
+
+
+def resolve_restart(which: str, outdir: str) -> str | None:
     """The checkpoint file to restart from: a path, or ``latest`` valid one in OUTDIR/checkpoints."""
     from .checkpoint import latest_valid, verify_checkpoint
     if which != "latest":
         verify_checkpoint(which)
         return which
-    path, skipped = latest_valid(Path(outdir) / "checkpoints")
+    directory = Path(outdir) / "checkpoints"
+    if not directory.is_dir() or not any(directory.iterdir()):
+        # e.g. a batch job requeued after a node failure before its first checkpoint
+        print(f"[msorch] no checkpoint in {directory} yet: starting from the beginning", flush=True)
+        return None
+    path, skipped = latest_valid(directory)
     for reason in skipped:
         print(f"msorch: skipping a damaged checkpoint: {reason}", file=sys.stderr)
     return str(path)
@@ -98,11 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", choices=("mpirun", "srun"), default="mpirun",
                    help="how to start the ranks when not already under MPI (default: mpirun)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("submit", help="submit a job to SLURM with sbatch",
+                       description="Write a batch script from the spec's resources: block and submit it. With a "
+                       "time limit, the job checkpoints at SLURM's warning signal and requeues itself until done.")
+    p.add_argument("spec", help="job spec (YAML)")
+    p.add_argument("-o", "--outdir", help="output directory (default: out/<job name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the batch script and exit")
+    p.add_argument("--restart", metavar="CHECKPOINT|latest", help="start from a checkpoint")
+    p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("status", help="where a run is", description="Time reached by each solver, "
+                       "checkpoints and SLURM job states of an output directory.")
+    p.add_argument("outdir")
+    p.set_defaults(func=cmd_status)
     return parser
 
 
 def main(argv=None) -> int:
+    from . import signals
+    signals.install()
     from .checkpoint import CheckpointError
+    from .slurm import SlurmError
     from .spec import SpecError
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -111,6 +193,9 @@ def main(argv=None) -> int:
     except SpecError as exc:
         print(f"msorch: invalid spec {args.spec}:\n{exc}", file=sys.stderr)
         return 2
+    except SlurmError as exc:
+        print(f"msorch: error: {exc}", file=sys.stderr)
+        return 1
     except CheckpointError as exc:
         print(f"msorch: cannot restart: {exc}", file=sys.stderr)
         return 2

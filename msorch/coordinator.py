@@ -12,12 +12,12 @@ that the solver ranks need.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 
 import numpy as np
 
+from . import signals
 from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_summary
 from .worker import checkpoint_due
@@ -40,7 +40,6 @@ class Coordinator:
         self.position = {name: NONE for name in self.roots}
         self.last_heard = {}
         self.stalls: dict[str, dict] = {}
-        self.stop_requested = False
         self._written = NONE
         self._last_print = 0.0
 
@@ -53,7 +52,6 @@ class Coordinator:
         self.position = {name: first_window - 1 for name in self.roots}
         self.last_checkpoint = time.monotonic()
         self.stopped_early = False
-        signal.signal(signal.SIGUSR1, self._on_signal)
         lease = self._grant(first_window, min(n - 1, first_window + 1))
         status = MPI.Status()
         sleep = 0.0
@@ -77,15 +75,12 @@ class Coordinator:
         self.wall = time.perf_counter() - self.t_start
         return {name: np.vstack(rows) if rows else np.zeros((0, self.width)) for name, rows in self.records.items()}
 
-    def _on_signal(self, signum, _frame):
-        # SLURM's warning before the time limit (--signal), or a user: checkpoint, then stop.
-        self.stop_requested = True
-
     def _grant(self, start: int, end: int) -> Control:
         """Extend every group's lease to ``end``; attach a due checkpoint or stop at ``start``."""
         every_s = self.job.checkpoint.every_seconds if self.job.checkpoint else None
         ckpt = stop = NONE
-        if self.stop_requested and start < self.job.time.n_windows - 1:
+        # SLURM's warning before the time limit (--signal), or a user: checkpoint, then stop.
+        if signals.stop_requested() and start < self.job.time.n_windows - 1:
             ckpt = stop = start
         elif every_s and time.monotonic() - self.last_checkpoint >= every_s:
             ckpt = start

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 
+from . import signals
 from .layout import Layout
 
 STOPPED = 3  # see msorch.runtime.STOPPED
@@ -42,7 +43,8 @@ def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "m
     if restart:
         tail += ["--restart", str(restart)]
     if launcher == "srun":
-        return ["srun", "--ntasks", str(n_ranks), "--kill-on-bad-exit=1", *tail]
+        # Debian's Open MPI talks to srun through PMIx only.
+        return ["srun", "--mpi=pmix", "--ntasks", str(n_ranks), "--kill-on-bad-exit=1", *tail]
     cmd = ["mpirun", "-n", str(n_ranks)]
     if n_ranks > (os.cpu_count() or 1):
         # More ranks than cores: allow it, and don't pin ranks onto the same core.
@@ -100,8 +102,9 @@ def run_launched(cmd: list[str], layout: Layout) -> int:
     reader.start()
     # Pass signals on to mpirun (which passes them to the ranks): a killed or
     # interrupted front end must not leave an orphaned MPI job behind.
-    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
     previous = {sig: signal.signal(sig, lambda sig, _frame: proc.send_signal(sig)) for sig in forwarded}
+    signals.forward_to(proc.send_signal)
     try:
         code = proc.wait()
     finally:

@@ -5,11 +5,15 @@ when already launched with the right size) as ``python -m msorch.runtime``.
 """
 from __future__ import annotations
 
+from . import signals
+
+if __name__ == "__main__":
+    signals.install()  # before the slow imports: an early SIGUSR1 must not kill the rank
+
 import argparse
 import json
 import os
 import platform
-import signal
 import sys
 import time
 import traceback
@@ -84,7 +88,6 @@ def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
     ctx = Context(job, layout, plan, world, data, group, solvers, out)
     if rank == 0:
         return _coordinate(ctx, restart)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # launchers pass it to every rank; only rank 0 acts
     _work(ctx, role[0], role[1], restart)
     return 0
 
@@ -101,6 +104,7 @@ def _coordinate(ctx, restart) -> int:
             print(f"[msorch] restarting from {restart} at window {first + 1}", flush=True)
         records = coordinator.run(first)
         coordinator.finish(records, {"versions": versions(), "wall_seconds": coordinator.wall,
+                                     "finished": int(not coordinator.stopped_early),
                                      "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     except JobFailed as exc:
         fail(ctx.world, str(exc))
@@ -143,6 +147,7 @@ def _work(ctx, name: str, group_rank: int, restart) -> None:
 
 
 def main(argv=None) -> int:
+    signals.install()  # launchers pass SIGUSR1 to every rank; only rank 0 acts on it
     parser = argparse.ArgumentParser(prog="python -m msorch.runtime", description=__doc__)
     parser.add_argument("spec")
     parser.add_argument("-o", "--outdir", required=True)

@@ -202,6 +202,13 @@ def submit(script_text: str, outdir) -> str:
     return job_id
 
 
+def requeue(job_id: str) -> None:
+    """Put a running batch job back in the queue (``scontrol requeue``)."""
+    res = _run([_client("scontrol"), "requeue", job_id])
+    if res.returncode != 0:
+        raise SlurmError(f"scontrol requeue {job_id} failed: {res.stderr.strip() or res.stdout.strip()}")
+
+
 def job_state(job_id: str) -> str:
     """SLURM state of a job, e.g. ``"PENDING"``, ``"RUNNING"``, ``"COMPLETED"``.
 

@@ -20,6 +20,7 @@ class FaultyParams(NullParams):
     mode: Literal["none", "raise", "kill", "hang", "nan"] = param("none", "what goes wrong")
     at_step: int = param(3, "the step (0-based, counted on this rank) at which it goes wrong")
     rank: int = param(0, "the group rank that misbehaves")
+    sleep: float = param(0.0, "seconds each step takes (to make a run last)", units="s")
 
 
 class Faulty(NullSolver):
@@ -42,6 +43,8 @@ class Faulty(NullSolver):
             if p.mode == "nan":
                 self.value_in[...] = float("nan")
         self.steps += 1
+        if p.sleep:
+            time.sleep(p.sleep)
         super().advance(t, dt)
 
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Install what msorch needs on Debian 12 and make the venv at .venv.
+#
+# Idempotent and quick when everything is there: each step checks before it acts.
+#   1. Debian packages (MPI, PETSc, HDF5, numba, SLURM, munge, LAMMPS, ...);
+#      `apt-get update` runs only when one is missing.
+#   2. .venv made with --system-site-packages, so numpy/mpi4py/h5py/petsc4py are
+#      Debian's builds (a pip numpy 2 would break them; never pip-install those).
+#   3. msorch installed editable into .venv (entry points from setup.cfg);
+#      redone only when setup.cfg/pyproject.toml or the checkout path change.
+#   4. Checks: the scientific imports, the plugin entry points, `msorch --help`.
+# Runs as root (CI does); uses sudo for apt only when not root.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+APT_PACKAGES=(
+    openmpi-bin libopenmpi-dev python3-mpi4py python3-petsc4py petsc-dev
+    python3-h5py-mpi python3-numpy python3-yaml python3-pytest python3-pytest-mpi
+    python3-matplotlib python3-scipy python3-numba hdf5-tools
+    slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
+)
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+t_start=$SECONDS
+
+# --- 1. Debian packages ------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == installed ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { say "not root and no sudo: cannot install ${missing[*]}"; exit 1; }
+        SUDO=(sudo)
+    fi
+    # Another apt/dpkg run holds the lock: wait for it rather than fail.
+    while pgrep -x apt-get >/dev/null || pgrep -x dpkg >/dev/null; do sleep 3; done
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    say "Debian packages: all ${#APT_PACKAGES[@]} present"
+fi
+
+# --- 2. venv -----------------------------------------------------------------
+if [[ -x "$PY" ]] && "$PY" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null \
+        && grep -q '^include-system-site-packages = true' "$VENV/pyvenv.cfg" 2>/dev/null \
+        && grep -q '^home = /usr/bin$' "$VENV/pyvenv.cfg" 2>/dev/null; then
+    say "venv: $VENV present"
+else
+    say "creating venv $VENV (with Debian's site packages)"
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+
+# --- 3. msorch, editable -----------------------------------------------------
+# The stamp records what the installed metadata was built from.
+stamp_file="$VENV/.msorch-install-stamp"
+stamp="$ROOT $(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]] \
+        && "$PY" -c 'import importlib.metadata as m; m.distribution("msorch")' 2>/dev/null; then
+    say "msorch: editable install up to date"
+else
+    say "installing msorch editable (pip --no-deps --no-build-isolation -e .)"
+    # Debian's setuptools/wheel do the build: no download, no numpy from PyPI.
+    "$PY" -m pip install -q --no-deps --no-build-isolation --disable-pip-version-check -e "$ROOT"
+    printf '%s\n' "$stamp" > "$stamp_file"
+fi
+
+# --- 4. checks -----------------------------------------------------------------
+# Debian's h5py picks its MPI build only under mpirun (or H5PY_ALWAYS_USE_MPI).
+H5PY_ALWAYS_USE_MPI=1 "$PY" - <<'EOF'
+import importlib
+from importlib.metadata import entry_points
+
+mods = ["mpi4py", "petsc4py", "h5py", "numpy", "numba", "scipy", "yaml", "pytest", "pytest_mpi"]
+for name in mods:
+    importlib.import_module(name)
+import h5py, numpy
+assert h5py.get_config().mpi, "h5py is not the MPI build (python3-h5py-mpi)"
+solvers = sorted(ep.name for ep in entry_points(group="msorch.solvers"))
+assert solvers, "no msorch.solvers entry points: the editable install did not register setup.cfg"
+print(f"bootstrap: imports ok (numpy {numpy.__version__}, h5py {h5py.__version__} mpi); "
+      f"solvers: {', '.join(solvers)}")
+EOF
+if [[ -f msorch/cli.py ]]; then
+    "$VENV/bin/msorch" --help >/dev/null
+    say "msorch --help ok"
+else
+    say "msorch/cli.py not there yet: CLI not checked"
+fi
+for tool in mpirun lmp sbatch slurmctld slurmd munged; do
+    command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || { say "missing $tool after install"; exit 1; }
+done
+say "done in $((SECONDS - t_start)) s"

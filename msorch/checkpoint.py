@@ -522,20 +522,23 @@ def _read_dataset(path: Path, dset: h5py.Dataset, verify: bool, keep: bool) -> n
     name = dset.name
     try:
         shape, dtype = dset.shape, dset.dtype
+        if dtype.isnative:
+            # h5py spells native types with an explicit '<': the buffer format becomes '<d',
+            # which mpi4py's buffer calls reject. '=' gives the plain 'd' numpy itself uses.
+            dtype = dtype.newbyteorder("=")
         stored = int(dset.attrs["crc32"])
         descr = dset.attrs.get("numpy_dtype")
-        if keep:
-            out = np.empty(shape, dtype)
-        else:
-            # verification only: one slab buffer for the whole dataset
-            out = None
+        out = np.empty(shape, dtype) if keep else None
+        buf = None   # verification only: one slab-sized buffer, reused
         crc = 0
         for sel in _slabs(shape, dtype.itemsize):
             if out is not None:
                 dset.read_direct(out, sel, sel)
                 piece = out[sel]
             else:
-                piece = np.empty(((sel[0].stop - sel[0].start),) + shape[1:] if sel else (), dtype)
+                if buf is None:   # the first slab is the largest
+                    buf = np.empty((sel[0].stop - sel[0].start,) + shape[1:] if sel else (), dtype)
+                piece = buf[:sel[0].stop - sel[0].start] if sel else buf
                 dset.read_direct(piece, sel, (slice(0, piece.shape[0]),) if sel else ())
             if verify:
                 crc = _crc(piece, crc)

@@ -158,14 +158,14 @@ class Coordinator:
                         f"{self.position[late[0]]}; hang_timeout: {limit:g} s)")
 
     def _progress(self, rows):
-        """One line per window; windows faster than 10 ms get a line every 0.5 s instead."""
+        """One line per window; windows faster than 5 ms get a line every 0.5 s instead."""
         if not self.job.progress:
             return
         n, window = self.job.time.n_windows, self.job.time.window
         for row in rows:
             now = time.perf_counter()
             w = int(row[0])
-            if row[2] < 0.01 and w != n - 1 and now - self._last_print < 0.5:
+            if row[2] < 0.005 and w != n - 1 and now - self._last_print < 0.5:
                 continue
             self._last_print = now
             t = self.job.time.start + (w + 1) * window

@@ -16,7 +16,8 @@ from .messages import TAG_STALL
 
 # Phases in which a rank waits for others; a stall there is a symptom, not the cause.
 WAITING = frozenset({"receive", "send", "waiting for the coordinator", "convergence", "acceleration", "channels",
-                     "initial exchange", "output", "checkpoint", "finalize"})
+                     "initial exchange", "output", "checkpoint", "finalize",
+                     "waiting for the other solvers"})
 
 
 class Watchdog(threading.Thread):

@@ -169,6 +169,9 @@ class Worker:
         control = Control(lease_end=first_window - 1, report_at=NONE)
         if first_window == 0:
             self.writer.maybe_write(0, job.time.start, self.solver)
+        # Start every group's clock together: setup skew is not a window's cost.
+        self.phase = "waiting for the other solvers"
+        self.ctx.solvers.Barrier()
         last_window_done = time.perf_counter()
         self.stopped_early = False
         for w in range(first_window, n_windows):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from msorch.solver import FieldSpec, Solver, param
@@ -121,6 +122,21 @@ class Diffusion(Solver):
         np.copyto(self.U, state["U"])
 
 
+@numba.njit(cache=True)
+def _react(U, k, dt, t_start, t_end):
+    """The micro loop in place: U += k U dt while t + dt < t_end (t summed step by step).
+
+    Per element the same IEEE operations in the same order as MUSCLE3's numpy
+    ``U += k * U * dt`` ((k*U)*dt, then the add; no fused multiply-add), compiled
+    so that 100 cells x 100 steps cost microseconds, not a hundred numpy calls.
+    """
+    t = t_start
+    while t + dt < t_end:
+        for i in range(U.size):
+            U[i] += k * U[i] * dt
+        t += dt
+
+
 @dataclass(frozen=True)
 class ReactionParams:
     x_max: float = param(1.0, "length of the domain (as the macro model's)", units="m")
@@ -164,6 +180,7 @@ class Reaction(Solver):
         self.U_in = np.zeros(len(self.points))
         self.U = np.zeros(len(self.points))
         self.clock = np.array([t0])
+        _react(np.zeros(1), 0.0, 1.0, 0.0, 0.5)   # compile (or load from cache) during setup
 
     def fields(self):
         spec = FieldSpec("float64", 1, UNITS, self.points)
@@ -177,11 +194,7 @@ class Reaction(Solver):
         U = self.U
         np.copyto(U, self.U_in)
         t_start = float(self.clock[0])
-        t_end = t_start + self.params.t_max
-        t_cur = t_start
-        while t_cur + micro_dt < t_end:
-            U += k * U * micro_dt   # rounds as (k*U)*dt, like MUSCLE3's example
-            t_cur += micro_dt
+        _react(U, k, micro_dt, t_start, t_start + self.params.t_max)
         self.clock[0] = t_start + dt
 
     def get(self, name):

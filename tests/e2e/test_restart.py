@@ -32,6 +32,18 @@ def heat_job(tmp_path, windows: int = 60, every: int = 5) -> Path:
     return path
 
 
+def md_job(tmp_path) -> Path:
+    spec = yaml.safe_load((JOBS / "lj_fluid.yaml").read_text())
+    spec["checkpoint"] = {"every_windows": 2, "keep": 3}
+    spec["solvers"]["fluid"]["output"]["every"] = 1
+    path = tmp_path / "md.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+JOB_MAKERS = {"partitioned_heat": (heat_job, ("left", "right")), "lj_fluid": (md_job, ("fluid",))}
+
+
 def start(spec, outdir, *extra) -> subprocess.Popen:
     env = mpi_env({"PYTHONPATH": str(ROOT)})
     return subprocess.Popen([sys.executable, "-m", "msorch", "run", str(spec), "-o", str(outdir), *extra],
@@ -69,27 +81,35 @@ def assert_same_results(a: Path, b: Path, solvers) -> None:
                 assert np.array_equal(fa[name][:], fb[name][:]), f"{solver}/{name} differs"
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reference")
-    spec = heat_job(tmp)
+def uninterrupted(tmp_path_factory, job):
+    tmp = tmp_path_factory.mktemp(f"reference_{job}")
+    spec = JOB_MAKERS[job][0](tmp)
     r = run_msorch("run", spec, "-o", tmp / "out")
     assert r.returncode == 0, r.stderr
     return spec, tmp / "out"
 
 
-def test_sigkill_mid_run_then_restart_is_bitwise_identical(reference, tmp_path):
-    spec, ref = reference
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return uninterrupted(tmp_path_factory, "partitioned_heat")
+
+
+@pytest.mark.parametrize("job", sorted(JOB_MAKERS))
+def test_sigkill_mid_run_then_restart_is_bitwise_identical(tmp_path_factory, tmp_path, job):
+    """partitioned_heat (implicit, IQN-ILS history in the checkpoint) and lj_fluid
+    (Langevin random streams in the checkpoint) on 2-rank groups."""
+    spec, ref = uninterrupted(tmp_path_factory, job)
+    solvers = JOB_MAKERS[job][1]
     out = tmp_path / "out"
     proc = start(spec, out)
     wait_for_checkpoint(out, proc)
     kill_everything(proc, spec)
-    with h5py.File(out / "left.h5") as f:
-        assert len(f["time"]) < 61, "the kill must come before the end"
+    with h5py.File(ref / f"{solvers[0]}.h5") as f, h5py.File(out / f"{solvers[0]}.h5") as g:
+        assert len(g["time"]) < len(f["time"]), "the kill must come before the end"
     r = run_msorch("run", spec, "-o", out, "--restart", "latest")
     assert r.returncode == 0, r.stderr
     assert "restarting from" in r.stdout
-    assert_same_results(ref, out, ("left", "right"))
+    assert_same_results(ref, out, solvers)
     with h5py.File(out / "results.h5") as f, h5py.File(ref / "results.h5") as g:
         assert np.array_equal(f["coupling/iterations"][:], g["coupling/iterations"][:])
 

@@ -126,12 +126,17 @@ def _work(ctx, name: str, group_rank: int, restart) -> None:
         worker.setup()
         first = 0
         if restart:
-            from .checkpoint import read_checkpoint
-            checkpoint = read_checkpoint(restart, solver=name, group_rank=group_rank)
-            if checkpoint.layout.get(name) != len(ctx.layout.groups[name]):
-                raise RuntimeError(f"{restart} holds {checkpoint.layout.get(name)} rank(s) of {name!r}, the spec "
-                                   f"asks for {len(ctx.layout.groups[name])}: restart with the same ranks")
-            worker.restore_checkpoint(checkpoint.state(name, group_rank))
+            from .checkpoint import COORDINATOR, read_checkpoint
+            worker.phase = "reading the checkpoint"
+            layout = read_checkpoint(restart, solver=COORDINATOR).layout
+            same = layout.get(name) == len(ctx.layout.groups[name])
+            if same:
+                checkpoint = read_checkpoint(restart, solver=name, group_rank=group_rank)
+                old = [checkpoint.state(name, group_rank)]
+            else:   # another rank count: every rank needs every old rank's state
+                checkpoint = read_checkpoint(restart, solver=name)
+                old = [checkpoint.state(name, r) for r in range(checkpoint.layout[name])]
+            worker.restore_checkpoint(old, same)
             first = checkpoint.index
         worker.run(first)
     except BaseException as exc:

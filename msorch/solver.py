@@ -191,6 +191,16 @@ class Solver:
         """Return to a state produced by :meth:`state` on this same layout."""
         raise NotImplementedError
 
+    def restore_all(self, states: list[dict[str, np.ndarray]]) -> None:
+        """Restore from a checkpoint written on a different number of ranks (collective).
+
+        ``states`` holds every old rank's :meth:`state`, in old group-rank order,
+        on every rank.  Solvers that can redistribute themselves implement this;
+        then a run may restart on another layout.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot change its number of ranks on restart; "
+                                  "restart with the ranks of the checkpoint")
+
     def results(self) -> dict[str, np.ndarray]:
         """Arrays to write to the results file at an output time.
 

@@ -27,6 +27,18 @@ def checkpoint_due(job, w: int, control: Control) -> bool:
     return bool(every and (w + 1) % every == 0) or w == control.checkpoint_at
 
 
+def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.ndarray, what: str) -> np.ndarray:
+    """Columns of ``old_values`` (k, n_old, c) at ``points`` (n, dim), found by exact coordinates."""
+    from scipy.spatial import cKDTree
+    if not len(points):
+        return old_values[:, :0]
+    dist, idx = cKDTree(old_points).query(points)
+    if np.any(dist > 1e-12 * (1.0 + np.abs(old_points).max())):
+        raise RuntimeError(f"{what}: this rank's points are not in the checkpoint; a layout change "
+                           "needs the same global point set")
+    return old_values[:, idx]
+
+
 class CouplingDataError(RuntimeError):
     """Non-finite values about to leave a solver through a channel."""
 
@@ -214,23 +226,41 @@ class Worker:
         state = {f"solver.{k}": np.asarray(v) for k, v in self.solver.state().items()}
         for inb in self.inbound:
             state[f"inbound.{inb.index}"] = inb.used
+            state[f"inbound.{inb.index}.points"] = inb.channel.spec.points
         if self.accelerator is not None:
             state.update({f"accel.{k}": np.asarray(v) for k, v in self.accelerator.state().items()})
         state["worker.outputs"] = np.array([self.writer.count], dtype=np.int64)
         state["worker.step"] = np.array([self.step], dtype=np.int64)
         return state
 
-    def restore_checkpoint(self, state: dict[str, np.ndarray]):
-        """Return to a :meth:`checkpoint_state` (after :meth:`setup`)."""
+    def restore_checkpoint(self, states: list[dict[str, np.ndarray]], same: bool):
+        """Return to a :meth:`checkpoint_state` (after :meth:`setup`).
+
+        ``same``: the checkpoint has this group's rank count, and ``states`` is
+        ``[this rank's state]``.  Otherwise ``states`` holds all old ranks' states
+        in group-rank order, and the solver redistributes
+        itself (:meth:`Solver.restore_all`), waveforms are matched to this rank's
+        points by coordinates, and the accelerator starts without history.
+        """
         self.phase = "restore"
-        part = lambda prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        self.solver.restore(part("solver."))
+        part = lambda state, prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        mine = states[0]
+        if same:
+            self.solver.restore(part(mine, "solver."))
+        else:
+            self.solver.restore_all([part(state, "solver.") for state in states])
         for inb in self.inbound:
-            inb.used[...] = state[f"inbound.{inb.index}"]
-        if self.accelerator is not None:
-            self.accelerator.restore(part("accel."))
-        self.step = int(state["worker.step"][0])
-        self.writer.resume(int(state["worker.outputs"][0]))
+            key = f"inbound.{inb.index}"
+            if same:
+                inb.used[...] = mine[key]
+            else:
+                inb.used[...] = _match_points(inb.channel.spec.points,
+                                              np.concatenate([st[f"{key}.points"] for st in states]),
+                                              np.concatenate([st[key] for st in states], axis=1), key)
+        if self.accelerator is not None and same:
+            self.accelerator.restore(part(mine, "accel."))
+        self.step = int(mine["worker.step"][0])
+        self.writer.resume(int(mine["worker.outputs"][0]))   # meaningful on the group root
 
     def _next_control(self) -> Control:
         self.phase = "waiting for the coordinator"

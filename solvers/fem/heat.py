@@ -291,6 +291,18 @@ class HeatSolver(Solver):
         self.q_in = state["q_in"].copy()
         self.flux_out = state["flux_out"].copy()
 
+    def restore_all(self, states):
+        """Another layout: nodes are owned in contiguous blocks of the global numbering,
+        and side entries in ascending node order, so the old ranks' arrays concatenate
+        to global vectors from which every new rank takes its own part."""
+        with self.u as u:
+            u[:] = np.concatenate([s["u"] for s in states])[self.lo:self.hi]
+        counts = self.comm.allgather(len(self.side))
+        start = sum(counts[:self.comm.Get_rank()])
+        for key in ("t_in", "q_in", "flux_out"):
+            full = np.concatenate([s[key] for s in states])
+            setattr(self, key, full[start:start + len(self.side)].copy())
+
     def finalize(self):
         self._destroy_operators()
         for vec in (self.u, self.b0, self.b, self.g, self.r):

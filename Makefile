@@ -24,7 +24,8 @@ test: bootstrap
 test-serial test-mpi test-slurm: bootstrap
 	scripts/test.sh $(@:test-%=%)
 
-bench: bootstrap
+bench:
+	scripts/bootstrap.sh --bench
 	@set -e; for f in benchmarks/*.py; do echo "=== $$f"; $(PY) "$$f"; done
 
 # The local single-node SLURM used by tests/slurm; `eval $$(scripts/local_slurm.py env)` to use it.

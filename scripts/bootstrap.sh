@@ -10,6 +10,8 @@
 #      redone only when setup.cfg/pyproject.toml or the checkout path change.
 #   4. Checks: the scientific imports, the plugin entry points, `msorch --help`.
 # Runs as root (CI does); uses sudo for apt only when not root.
+# `scripts/bootstrap.sh --bench` also installs the peer programs the benchmarks
+# compare against (SUMO; LAMMPS is always installed for the MD tests).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +25,8 @@ APT_PACKAGES=(
     python3-matplotlib python3-scipy python3-numba hdf5-tools
     slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
 )
+
+[[ "${1:-}" == --bench ]] && APT_PACKAGES+=(sumo sumo-tools)
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 t_start=$SECONDS

@@ -38,8 +38,7 @@ class Coordinator:
         self.width = report_width(len(ctx.plan.converged_on))
         self.records: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
         self.position = {name: NONE for name in self.roots}
-        self.last_heard = {}
-        self.stalls: dict[str, dict] = {}
+        self.stalls: dict[int, dict] = {}   # world rank -> its watchdog's "stuck" note
         self._written = NONE
         self._last_print = 0.0
 
@@ -48,7 +47,7 @@ class Coordinator:
         world = self.ctx.world
         n = self.job.time.n_windows
         self.t_start = time.perf_counter()
-        self.last_heard = {name: time.monotonic() for name in self.roots}
+        self.heard_from = {r: time.monotonic() for ranks in self.ctx.layout.groups.values() for r in ranks}
         self.position = {name: first_window - 1 for name in self.roots}
         self.last_checkpoint = time.monotonic()
         self.stopped_early = False
@@ -128,12 +127,16 @@ class Coordinator:
             name = self.ctx.layout.solver_of(src)[0]
             self.records[name].append(rows)
             self.position[name] = int(rows[-1, 0])
-            self.last_heard[name] = time.monotonic()
+            self.heard_from[src] = time.monotonic()
             if name == next(iter(self.roots)):
                 self._progress(rows)
         elif tag == TAG_STALL:
             note = world.recv(source=src, tag=TAG_STALL)
-            self.stalls[note["who"]] = note
+            self.heard_from[src] = time.monotonic()
+            if note["kind"] == "stuck":
+                self.stalls[src] = dict(note, at=time.monotonic() - note["seconds"])
+            elif note["kind"] == "resumed":
+                self.stalls.pop(src, None)
         elif tag == TAG_ERROR:
             report = world.recv(source=src, tag=TAG_ERROR)
             raise JobFailed(report)
@@ -141,21 +144,32 @@ class Coordinator:
             raise JobFailed(f"unexpected message with tag {tag} from world rank {src}")
 
     def _check_hang(self):
+        """A rank stuck in its own code, or silent, for hang_timeout ends the job.
+
+        Ranks that wait for a peer which still makes progress (a long window of
+        many steps) are not hung; ``hang_timeout`` must exceed the longest single step.
+        """
         limit = self.job.hang_timeout
         now = time.monotonic()
-        n = self.job.time.n_windows
-        late = [name for name, heard in self.last_heard.items()
-                if self.position[name] < n - 1 and now - heard > limit]
-        if not late:
+        silent = [r for r, heard in self.heard_from.items() if now - heard > limit]
+        if not silent:
             return
-        # Name the ranks stuck in their own code first; the others wait for them.
-        notes = sorted(self.stalls.values(), key=lambda note: (note["waiting"], note["since"]))
-        if notes:
-            culprit = notes[0]
-            raise JobFailed(f"{culprit['who']} made no progress for {limit:g} s: stuck in {culprit['phase']} "
-                            f"in {culprit['where']} (hang_timeout: {limit:g} s)")
-        raise JobFailed(f"solver {late[0]!r} made no progress for {limit:g} s (last finished window: "
-                        f"{self.position[late[0]]}; hang_timeout: {limit:g} s)")
+        # Name who is stuck in its own code; then a rank that went silent (its watchdog
+        # could not run); the ranks that wait for them only last.
+        computing = [n for n in self.stalls.values() if not n["waiting"] and now - n["at"] >= limit]
+        quiet = [r for r in silent if r not in self.stalls]
+        if computing:
+            note = min(computing, key=lambda n: n["at"])
+            raise JobFailed(f"{note['who']} made no progress for {limit:g} s: stuck in {note['phase']} "
+                            f"in {note['where']} (hang_timeout: {limit:g} s)")
+        if quiet:
+            name, rank = self.ctx.layout.solver_of(quiet[0])
+            raise JobFailed(f"solver {name!r} rank {rank} (world rank {quiet[0]}) made no progress for {limit:g} s "
+                            f"and did not answer (hang_timeout: {limit:g} s)")
+        if len(silent) == len(self.heard_from):   # everyone waits for everyone: a deadlock
+            note = min(self.stalls.values(), key=lambda n: n["at"])
+            raise JobFailed(f"no rank made progress for {limit:g} s; the first to stop was {note['who']}, "
+                            f"waiting in {note['phase']} in {note['where']} (hang_timeout: {limit:g} s)")
 
     def _progress(self, rows):
         """One line per window; windows faster than 5 ms get a line every 0.5 s instead."""

@@ -1,11 +1,13 @@
-"""A per-rank watchdog thread: tells the coordinator where a rank is stuck.
+"""A per-rank watchdog thread: progress heartbeats and where a rank is stuck.
 
 The worker's main loop only updates plain attributes (``phase``, ``window``,
-``step``); this thread samples them a few times a second and, when they have
-not changed for ``after`` seconds, sends one short note to the coordinator.
-When a job stops making progress, the coordinator uses these notes to name
-the rank stuck in solver code rather than the peers waiting for it.  Nothing
-here costs the main loop anything while it makes progress.
+``step``); this thread samples them a few times a second.  While they change,
+it tells the coordinator so now and then (a heartbeat every ``after/2``
+seconds at most); when they have not changed for ``after`` seconds it sends
+one note saying where the rank is, and another when it moves again.  The
+coordinator declares a hang when a rank has shown no progress for
+``hang_timeout`` and names the rank stuck in solver code (or silent) rather
+than the peers waiting for it.  Nothing here costs the main loop anything.
 """
 from __future__ import annotations
 
@@ -24,22 +26,29 @@ class Watchdog(threading.Thread):
     def __init__(self, world, worker, label: str, after: float, tick: float = 0.25):
         super().__init__(name="msorch-watchdog", daemon=True)
         self.world, self.worker, self.label = world, worker, label
-        self.after, self.tick = after, tick
+        self.after, self.tick = after, min(tick, after / 4)
         self._stop = threading.Event()
 
+    def _send(self, **note):
+        self.world.send({"who": self.label, **note}, dest=0, tag=TAG_STALL)
+
     def run(self):
-        last, since, told = None, time.monotonic(), False
+        last, since, told, beat = None, time.monotonic(), False, time.monotonic()
         while not self._stop.wait(self.tick):
             w = self.worker
             now = (w.phase, w.window, w.step)
+            clock = time.monotonic()
             if now != last:
-                last, since, told = now, time.monotonic(), False
-            elif not told and time.monotonic() - since >= self.after:
+                if told:
+                    self._send(kind="resumed")
+                last, since, told = now, clock, False
+                if clock - beat >= self.after / 2:
+                    self._send(kind="alive")
+                    beat = clock
+            elif not told and clock - since >= self.after:
                 phase, window, _ = now
-                where = f"window {window}" if window >= 0 else "setup"
-                self.world.send({"who": self.label, "phase": phase, "where": where,
-                                 "waiting": phase in WAITING, "since": time.time() - (time.monotonic() - since)},
-                                dest=0, tag=TAG_STALL)
+                self._send(kind="stuck", phase=phase, where=f"window {window}" if window >= 0 else "setup",
+                           waiting=phase in WAITING, seconds=clock - since)
                 told = True
 
     def stop(self):

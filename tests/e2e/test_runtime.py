@@ -131,3 +131,11 @@ def test_a_hanging_rank_is_reported_after_the_hang_timeout(msorch, tmp_path):
     assert r.returncode == 1
     assert "solver 'b' rank 1" in r.stderr and "no progress for 10 s" in r.stderr, r.stderr
     assert elapsed < 30
+
+
+def test_a_window_longer_than_the_hang_timeout_is_not_a_hang(msorch, tmp_path):
+    """b takes 10 steps of 0.3 s per window (3 s) with hang_timeout 2 s: each step is
+    progress, and a waiting for b meanwhile is not hung."""
+    spec = pair(tmp_path, end=0.2, kind_b="faulty:Faulty", dt_b=0.01, params_b=", sleep: 0.3", hang=2, n=3)
+    r = msorch("run", spec, "-o", tmp_path / "out", timeout=120)
+    assert r.returncode == 0, r.stderr

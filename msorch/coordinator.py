@@ -47,7 +47,11 @@ class Coordinator:
         world = self.ctx.world
         n = self.job.time.n_windows
         self.t_start = time.perf_counter()
-        self.heard_from = {r: time.monotonic() for ranks in self.ctx.layout.groups.values() for r in ranks}
+        from .runtime import watchdogs_possible
+        # Without watchdogs (no MPI_THREAD_MULTIPLE) only the group roots' reports tell progress.
+        watched = [r for ranks in self.ctx.layout.groups.values() for r in ranks] if watchdogs_possible() \
+            else list(self.roots.values())
+        self.heard_from = {r: time.monotonic() for r in watched}
         self.position = {name: first_window - 1 for name in self.roots}
         self.last_checkpoint = time.monotonic()
         self.stopped_early = False

@@ -60,6 +60,12 @@ def versions() -> dict:
     return info
 
 
+def watchdogs_possible() -> bool:
+    """Watchdog threads send MPI messages beside the main thread: that needs MPI_THREAD_MULTIPLE."""
+    from mpi4py import MPI
+    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+
+
 def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
     """Run the job on this MPI world; returns the exit code (0 ok, 3 stopped after a checkpoint).
 
@@ -121,7 +127,8 @@ def _work(ctx, name: str, group_rank: int, restart) -> None:
     from .worker import Worker
     worker = Worker(ctx, name)
     label = f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()})"
-    Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2).start()
+    if watchdogs_possible():
+        Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2).start()
     try:
         worker.setup()
         first = 0

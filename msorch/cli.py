@@ -95,30 +95,23 @@ def cmd_submit(args) -> int:
 
 
 def cmd_status(args) -> int:
-    """Where a run is: time reached per solver, checkpoints, SLURM jobs."""
-    import h5py
+    """Where a run is: its state and time reached, checkpoints, SLURM jobs."""
     from .checkpoint import find_checkpoints
     outdir = Path(args.outdir)
     if not outdir.is_dir():
         print(f"msorch: error: no such output directory: {outdir}", file=sys.stderr)
         return 2
-    for path in sorted(outdir.glob("*.h5")):
-        if path.name == "results.h5":
-            continue
-        try:
-            with h5py.File(path, "r") as f:
-                times = f["time"][:]
-            reached = f"t = {times[-1]:g} s ({len(times)} outputs)" if len(times) else "no output yet"
-        except OSError as exc:
-            reached = f"unreadable ({exc})"
-        print(f"{path.stem}: {reached}")
+    from . import status
+    state = status.read(outdir)
+    if state is None:
+        print("run: not started (no status.json)")
+    else:
+        print(f"run: {state['job']} {state['state']}, {state['windows_done']}/{state['windows']} windows, "
+              f"t = {state['time']:g} s (as of {state['updated']})")
+        if state.get("message"):
+            print(f"  {state['message']}")
     checkpoints = find_checkpoints(outdir / "checkpoints") if (outdir / "checkpoints").is_dir() else []
     print(f"checkpoints: {len(checkpoints)}" + (f", newest {checkpoints[0]}" if checkpoints else ""))
-    finished = False
-    if (outdir / "results.h5").exists():
-        with h5py.File(outdir / "results.h5", "r") as f:
-            finished = bool(f.attrs.get("finished", 0))
-    print(f"finished: {'yes' if finished else 'no'}")
     ids = (outdir / JOB_IDS).read_text().split() if (outdir / JOB_IDS).exists() else []
     if ids:
         from . import slurm
@@ -173,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the batch script and exit")
     p.add_argument("--restart", metavar="CHECKPOINT|latest", help="start from a checkpoint")
     p.set_defaults(func=cmd_submit)
-    p = sub.add_parser("status", help="where a run is", description="Time reached by each solver, "
-                       "checkpoints and SLURM job states of an output directory.")
+    p = sub.add_parser("status", help="where a run is", description="State and time reached of a run, "
+                       "its checkpoints and SLURM job states, from an output directory.")
     p.add_argument("outdir")
     p.set_defaults(func=cmd_status)
     return parser

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import signals
+from . import signals, status
 from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_summary
 from .worker import checkpoint_due
@@ -40,6 +40,7 @@ class Coordinator:
         self.position = {name: NONE for name in self.roots}
         self.stalls: dict[int, dict] = {}   # world rank -> its watchdog's "stuck" note
         self._written = NONE
+        self._last_status = 0.0
         self._last_print = 0.0
 
     def run(self, first_window: int = 0) -> dict[str, np.ndarray]:
@@ -134,6 +135,8 @@ class Coordinator:
             self.heard_from[src] = time.monotonic()
             if name == next(iter(self.roots)):
                 self._progress(rows)
+                if time.monotonic() - self._last_status >= 1.0:
+                    self.write_status("running")
         elif tag == TAG_STALL:
             note = world.recv(source=src, tag=TAG_STALL)
             self.heard_from[src] = time.monotonic()
@@ -193,6 +196,15 @@ class Coordinator:
                 extra = f"  iterations {int(row[1]):3d}  residual {res}{'' if row[3] else '  NOT CONVERGED'}"
             print(f"[msorch] window {w + 1:>{len(str(n))}}/{n}  t = {t:.6g}{extra}  {row[2] * 1e3:.3f} ms",
                   flush=True)
+
+    def write_status(self, state: str, message: str | None = None) -> None:
+        """OUTDIR/status.json: state (running|finished|stopped|failed), windows done, time reached."""
+        done = min(self.position.values()) + 1 if self.position else 0
+        t = self.job.time.start + done * self.job.time.window
+        status.write(self.ctx.outdir, job=self.job.name, state=state, windows_done=done,
+                     windows=self.job.time.n_windows, time=t, last_checkpoint_window=self._written + 1,
+                     message=message)
+        self._last_status = time.monotonic()
 
     def finish(self, records, extra_attrs: dict):
         path = write_summary(self.ctx.outdir, self.job, self.ctx.layout, records,

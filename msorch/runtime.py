@@ -113,9 +113,13 @@ def _coordinate(ctx, restart) -> int:
                                      "finished": int(not coordinator.stopped_early),
                                      "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     except JobFailed as exc:
+        coordinator.write_status("failed", str(exc))
         fail(ctx.world, str(exc))
     except BaseException:
-        fail(ctx.world, "the coordinator failed:\n" + traceback.format_exc())
+        message = "the coordinator failed:\n" + traceback.format_exc()
+        coordinator.write_status("failed", message)
+        fail(ctx.world, message)
+    coordinator.write_status("stopped" if coordinator.stopped_early else "finished")
     if coordinator.stopped_early:
         print("[msorch] stopped after a checkpoint on request; continue with --restart latest", flush=True)
         return STOPPED

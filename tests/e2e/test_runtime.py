@@ -91,6 +91,8 @@ def test_explicit_serial_with_subcycling_and_m_to_n(msorch, tmp_path):
         np.testing.assert_array_equal(f["b/out"][:], np.arange(11.0)[:, None] * np.ones((1, 7)))
         assert f["b/points"].shape == (7, 1)
         assert list(f["coupling/iterations"][:]) == [1] * 10
+    status = msorch("status", tmp_path / "out")
+    assert "run: pair finished, 10/10 windows, t = 1 s" in status.stdout
 
 
 def test_explicit_parallel_lags_one_window(msorch, tmp_path):
@@ -121,6 +123,9 @@ def test_a_failing_rank_ends_the_job_with_a_message(msorch, tmp_path, mode, expe
     assert r.returncode == 1
     assert expected in r.stderr, r.stderr
     assert time.monotonic() - start < 30
+    if mode != "kill":   # a killed rank takes the coordinator with it before it can write
+        status = msorch("status", tmp_path / "out")
+        assert "pair failed" in status.stdout and expected in status.stdout
 
 
 def test_a_hanging_rank_is_reported_after_the_hang_timeout(msorch, tmp_path):

@@ -56,4 +56,4 @@ def test_walltime_checkpoint_requeue_and_finish(local_slurm, tmp_path):
             assert np.array_equal(fa["time"][:], fb["time"][:])
             assert np.array_equal(fa["out"][:], fb["out"][:])
     status = run_msorch("status", out)
-    assert "finished: yes" in status.stdout and f"slurm job {job_id}: COMPLETED" in status.stdout
+    assert "walltime finished, 1600/1600 windows" in status.stdout and f"slurm job {job_id}: COMPLETED" in status.stdout

@@ -1,4 +1,4 @@
-"""The ``msorch`` command: validate, run.
+"""The ``msorch`` command: validate, run, submit, status, plot.
 
 Exit codes: 0 success, 2 invalid spec or arguments (or no usable checkpoint),
 1 run failure, 3 stopped after a checkpoint on request (SIGUSR1, e.g. SLURM's
@@ -141,6 +141,16 @@ def resolve_restart(which: str, outdir: str) -> str | None:
     return str(path)
 
 
+def cmd_plot(args) -> int:
+    from .plot import plot
+    if not (Path(args.outdir) / "results.h5").exists():
+        print(f"msorch: error: no results.h5 in {args.outdir}", file=sys.stderr)
+        return 2
+    for path in plot(Path(args.outdir)):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msorch", description="MPI-parallel multiscale co-simulation orchestrator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "its checkpoints and SLURM job states, from an output directory.")
     p.add_argument("outdir")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("plot", help="PNG pictures of a run's results",
+                       description="Write OUTDIR/plots/: coupling iterations and residuals, time per window, "
+                       "and every solver's output fields.")
+    p.add_argument("outdir")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -214,6 +214,11 @@ class Coordinator:
             its = first[:, 1]
             print(f"[msorch] iterations per window: mean {its.mean():.2f}, max {int(its.max())}, "
                   f"total {int(its.sum())}", flush=True)
+        for name, rows in records.items():
+            if len(rows):
+                t = rows[:, 2]
+                print(f"[msorch] {name}: {t.sum():.3f} s in {len(t)} windows (mean {t.mean() * 1e3:.3f} ms, "
+                      f"max {t.max() * 1e3:.3f} ms)", flush=True)
         print(f"[msorch] done in {self.wall:.3f} s; results: {path}", flush=True)
 
 

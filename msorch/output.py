@@ -9,6 +9,7 @@ Layout of ``OUTDIR/results.h5`` (what users open)::
         <field>   (n_out, n_points[, c])    one dataset per results() entry
     /coupling/iterations    (n_windows,)    int64, fixed-point iterations per window
     /coupling/residuals     (n_windows, n_measures) relative residuals at the last iteration
+                            (attr measures: the convergence fields, JSON)
     /coupling/converged     (n_windows,)    int8
     /timing/<solver>        (n_windows,)    wall seconds per window on the group root
 
@@ -108,6 +109,7 @@ def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_m
         coupling["iterations"] = first[:, 1].astype(np.int64)
         coupling["converged"] = first[:, 3].astype(np.int8)
         coupling["residuals"] = first[:, 4:4 + n_measures]
+        coupling.attrs["measures"] = json.dumps([c.field for c in job.scheme.convergence])
         for name, rows in records.items():
             timing[name] = rows[:, 2]
     return path

@@ -20,6 +20,7 @@ in group-rank order (rank 0's part first).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ class GroupWriter:
         self.file = None
         self.started = False
         self.count = 0
+        self._flushed = time.monotonic()
 
     def maybe_write(self, window_index: int, t: float, solver) -> None:
         """Write when ``window_index`` (windows completed) is a multiple of ``every``."""
@@ -67,6 +69,10 @@ class GroupWriter:
             f[name].resize((n + 1, *data.shape))
             f[name][n] = data
         self.count += 1
+        # Keep the file consistent on disk most of the time (a killed run is restarted
+        # from it); at most once a second so that fast outputs don't pay for it.
+        if time.monotonic() - self._flushed > 1.0:
+            self.flush()
 
     def resume(self, count: int) -> None:
         """Continue a results file after a restart: keep its first ``count`` outputs, drop the rest."""
@@ -83,6 +89,7 @@ class GroupWriter:
     def flush(self):
         if self.file is not None:
             self.file.flush()
+        self._flushed = time.monotonic()
 
     def close(self):
         if self.file is not None:

@@ -7,46 +7,10 @@ results with :meth:`Solver.get` after it.  Between two calls the solver is
 always "between steps", which is what makes consistent checkpoints and the
 roll-back of implicit coupling iterations possible.
 
-A complete user-defined solver fits in one file::
-
-    from dataclasses import dataclass
-    import numpy as np
-    from msorch.solver import Solver, FieldSpec, param
-
-    @dataclass(frozen=True)
-    class DecayParams:
-        rate: float = param(1.0, "decay rate k in du/dt = -k u + g", units="1/s")
-
-    class Decay(Solver):
-        Params = DecayParams
-        outputs = ("u",)
-        inputs = ("g",)
-
-        def initialize(self, t0):
-            self.u = np.ones(1)
-            self.g = np.zeros(1)
-
-        def fields(self):
-            pts = np.zeros((1, 1))
-            return {"u": FieldSpec("float64", 1, "1", pts),
-                    "g": FieldSpec("float64", 1, "1/s", pts)}
-
-        def advance(self, t, dt):
-            self.u = (self.u + dt * self.g) / (1 + dt * self.params.rate)
-
-        def get(self, name):
-            return self.u
-
-        def put(self, name, data):
-            self.g = data.copy()
-
-        def state(self):
-            return {"u": self.u, "g": self.g}
-
-        def restore(self, state):
-            self.u, self.g = state["u"].copy(), state["g"].copy()
-
-and is named in a job spec as ``kind: mypackage.decay:Decay``.
+A complete user-defined solver fits in one file: see
+``solvers/examples/decay.py`` (shown in the README, run by
+``jobs/decay_pair.yaml``), named in a job spec as
+``kind: "solvers.examples.decay:Decay"``.
 """
 from __future__ import annotations
 

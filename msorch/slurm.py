@@ -145,7 +145,8 @@ def batch_script(job, spec_path, outdir, restart: str | None = None,
         cmd = list(msorch_cmd)
     if not cmd:
         raise ValueError("msorch_cmd: empty command")
-    run = shlex.join([*cmd, "run", str(spec_path), "-o", str(outdir)])
+    launcher = getattr(job.resources, "launcher", "mpirun")
+    run = shlex.join([*cmd, "run", str(spec_path), "-o", str(outdir), "--launcher", launcher])
     first = run if restart is None else f"{run} --restart {shlex.quote(_one_line('restart', restart))}"
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH {opt}" for opt in _directives(job, outdir)]

@@ -169,6 +169,8 @@ class ResourcesSpec:
     extra: tuple[str, ...] = _setting((), "extra sbatch options")
     signal_before: int = _setting(60, "seconds before the time limit to checkpoint and stop "
                                   "(0: no signal)", units="s", ge=0, le=65535)
+    launcher: str = _setting("mpirun", "how the ranks start inside the allocation",
+                             choices=("mpirun", "srun"))
 
 
 @dataclass(frozen=True)

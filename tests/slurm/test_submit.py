@@ -57,3 +57,20 @@ def test_walltime_checkpoint_requeue_and_finish(local_slurm, tmp_path):
             assert np.array_equal(fa["out"][:], fb["out"][:])
     status = run_msorch("status", out)
     assert "walltime finished, 1600/1600 windows" in status.stdout and f"slurm job {job_id}: COMPLETED" in status.stdout
+
+
+def test_submit_with_the_srun_launcher(local_slurm, tmp_path):
+    """resources.launcher: srun starts the ranks with srun --mpi=pmix inside the allocation."""
+    spec = tmp_path / "srun.yaml"
+    spec.write_text(SPEC.replace("SLEEP", "0.0").replace("end: 160.0", "end: 1.0")
+                    .replace('resources: {time: "2", signal_before: 70}', 'resources: {time: "2", launcher: srun}'))
+    out = tmp_path / "out"
+    r = run_msorch("submit", spec, "-o", out)
+    assert r.returncode == 0, r.stderr
+    state = slurm.wait(r.stdout.split()[-1], timeout=120)
+    log = "".join(p.read_text() for p in out.glob("slurm-*.out"))
+    assert state == "COMPLETED", log
+    assert "--launcher srun" in (out / slurm.SCRIPT_NAME).read_text()
+    with h5py.File(out / "results.h5") as f:
+        assert f.attrs["finished"] == 1
+        np.testing.assert_array_equal(f["a/out"][:, 0], np.arange(11.0))

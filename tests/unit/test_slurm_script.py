@@ -27,6 +27,7 @@ class Resources:
     account: str | None = None
     extra: tuple[str, ...] = ()
     signal_before: int = 60
+    launcher: str = "mpirun"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def test_first_run_plain_requeued_run_restarts_from_latest(tmp_path):
     """SLURM_RESTART_COUNT unset or 0 -> plain run; > 0 -> ``--restart latest``."""
     spec, out = tmp_path / "my job.yaml", tmp_path / "out dir"
     text = slurm.batch_script(Job(), spec, out, msorch_cmd=[str(tmp_path / "fake-msorch")])
-    plain = ["run", str(spec), "-o", str(out)]
+    plain = ["run", str(spec), "-o", str(out), "--launcher", "mpirun"]
     assert run_body(text, tmp_path, None) == plain
     assert run_body(text, tmp_path, "0") == plain
     assert run_body(text, tmp_path, "2") == plain + ["--restart", "latest"]
@@ -100,13 +101,19 @@ def test_explicit_restart_used_on_first_run_only(tmp_path):
     assert run_body(text, tmp_path, "1")[-2:] == ["--restart", "latest"]
 
 
+def test_srun_launcher_is_passed_on(tmp_path):
+    job = Job(resources=Resources(launcher="srun"))
+    text = slurm.batch_script(job, "j.yaml", tmp_path, msorch_cmd=str(tmp_path / "fake-msorch"))
+    assert run_body(text, tmp_path, None)[-2:] == ["--launcher", "srun"]
+
+
 def test_hostile_values_stay_single_arguments(tmp_path):
     """Shell metacharacters in paths reach msorch as one argument each and run nothing."""
     evil = tmp_path / "x; touch pwned $(touch pwned2) `touch pwned3`'\"" / "spec.yaml"
     text = slurm.batch_script(Job(), evil, tmp_path, restart="a b'c",
                               msorch_cmd=[str(tmp_path / "fake-msorch")])
     argv = run_body(text, tmp_path, None)
-    assert argv == ["run", str(evil), "-o", str(tmp_path), "--restart", "a b'c"]
+    assert argv == ["run", str(evil), "-o", str(tmp_path), "--launcher", "mpirun", "--restart", "a b'c"]
     assert not any(p.name.startswith("pwned") for p in tmp_path.iterdir())
 
 

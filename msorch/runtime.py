@@ -131,8 +131,9 @@ def _work(ctx, name: str, group_rank: int, restart) -> None:
     from .worker import Worker
     worker = Worker(ctx, name)
     label = f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()})"
-    if watchdogs_possible():
-        Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2).start()
+    watchdog = Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2) if watchdogs_possible() else None
+    if watchdog:
+        watchdog.start()
     try:
         worker.setup()
         first = 0
@@ -150,6 +151,9 @@ def _work(ctx, name: str, group_rank: int, restart) -> None:
             worker.restore_checkpoint(old, same)
             first = checkpoint.index
         worker.run(first)
+        if watchdog:   # no sends from it once MPI shuts down
+            watchdog.stop()
+            watchdog.join()
     except BaseException as exc:
         where = f"window {worker.window}" if worker.window >= 0 else "setup"
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -27,14 +27,14 @@ class Watchdog(threading.Thread):
         super().__init__(name="msorch-watchdog", daemon=True)
         self.world, self.worker, self.label = world, worker, label
         self.after, self.tick = after, min(tick, after / 4)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _send(self, **note):
         self.world.send({"who": self.label, **note}, dest=0, tag=TAG_STALL)
 
     def run(self):
         last, since, told, beat = None, time.monotonic(), False, time.monotonic()
-        while not self._stop.wait(self.tick):
+        while not self._halt.wait(self.tick):
             w = self.worker
             now = (w.phase, w.window, w.step)
             clock = time.monotonic()
@@ -52,4 +52,4 @@ class Watchdog(threading.Thread):
                 told = True
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()

@@ -6,6 +6,8 @@ pickles.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 _DTYPES = [np.dtype(t) for t in ("float64", "int64", "float32", "int32", "uint64", "bool", "complex128", "uint8")]
@@ -32,6 +34,26 @@ def recv_array(comm, source: int, tag: int) -> np.ndarray:
     if array.size:
         comm.Recv(array, source=source, tag=tag)
     return array
+
+
+def send_json(comm, obj, dest: int, tag: int) -> None:
+    """Send a small JSON-able value (setup metadata) as bytes through :func:`send_array`."""
+    send_array(comm, np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8), dest, tag)
+
+
+def recv_json(comm, source: int, tag: int):
+    """Receive a value sent by :func:`send_json`."""
+    return json.loads(recv_array(comm, source, tag).tobytes().decode())
+
+
+def bcast_json(comm, obj, root: int = 0):
+    """Broadcast a small JSON-able value from ``root`` with buffer calls (collective)."""
+    data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8) if comm.Get_rank() == root else None
+    size = np.array([0 if data is None else len(data)], dtype=np.int64)
+    comm.Bcast(size, root=root)
+    buf = data.copy() if data is not None else np.empty(int(size[0]), dtype=np.uint8)
+    comm.Bcast(buf, root=root)
+    return json.loads(buf.tobytes().decode())
 
 
 def gather_rows(comm, rows: np.ndarray, root: int = 0) -> tuple[np.ndarray | None, np.ndarray]:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from mpi4py import MPI
 
 from . import registry
-from .arrays import gather_rows, recv_array, send_array
+from .arrays import bcast_json, gather_rows, recv_array, recv_json, send_array, send_json
 from .solver import FieldSpec
 
 
@@ -52,7 +52,8 @@ class Endpoint:
 
 
 def _meta(spec: FieldSpec) -> tuple:
-    return (np.dtype(spec.dtype).str, spec.components, spec.units, spec.extensive, spec.points.shape[1])
+    return (np.dtype(spec.dtype).str, int(spec.components), spec.units, bool(spec.extensive),
+            int(spec.points.shape[1]))
 
 
 def _handshake_problems(src: Endpoint, dst: Endpoint, smeta: tuple, tmeta: tuple, mapping) -> list[str]:
@@ -102,27 +103,20 @@ class Channel:
         self.dtype = np.dtype(spec.dtype)
         pts, counts = gather_rows(group, np.ascontiguousarray(spec.points, dtype=np.float64))
         mapper = registry.load("mapping", mapping)
-        status = np.zeros(1, dtype=np.int64)
-        problems: list[str] = []
+        problems: list[str] = []   # only the roots learn them; the broadcast tells the rest
         if rank == src.root:
-            comm.send(_meta(spec), dest=dst.root, tag=tag)
+            send_json(comm, _meta(spec), dst.root, tag)
             send_array(comm, pts, dst.root, tag)
             send_array(comm, counts, dst.root, tag)
-            status[0] = comm.recv(source=dst.root, tag=tag)
-            if status[0]:
-                problems = comm.recv(source=dst.root, tag=tag)
+            problems = recv_json(comm, dst.root, tag)
         elif rank == dst.root:
-            smeta = comm.recv(source=src.root, tag=tag)
+            smeta = tuple(recv_json(comm, src.root, tag))
             spts = recv_array(comm, src.root, tag)
             scounts = recv_array(comm, src.root, tag)
             problems = _handshake_problems(src, dst, smeta, _meta(spec), mapper)
-            status[0] = len(problems)
-            comm.send(int(status[0]), dest=src.root, tag=tag)
-            if problems:
-                comm.send(problems, dest=src.root, tag=tag)
-        group.Bcast(status, root=0)
-        if status[0]:
-            problems = group.bcast(problems, root=0)
+            send_json(comm, problems, src.root, tag)
+        problems = bcast_json(group, problems)
+        if problems:
             raise ChannelError(f"coupling {src.label} -> {dst.label}: " + "; ".join(problems))
         if rank == dst.root:
             matrix = sp.csr_matrix(mapper.matrix(spts, pts))

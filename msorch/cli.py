@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .layout import Layout
+from .messages import STOPPED
 
 JOB_IDS = "slurm_jobs.txt"  # in OUTDIR: one SLURM job id per line, as submitted
 
@@ -70,7 +71,7 @@ def cmd_run(args) -> int:
         print(shlex.join(cmd))
         return 0
     code = launch.run_launched(cmd, layout)
-    if code == launch.STOPPED and os.environ.get("SLURM_JOB_ID"):
+    if code == STOPPED and os.environ.get("SLURM_JOB_ID"):
         # Walltime warning inside a batch job: put the job back in the queue; its
         # script resumes with --restart latest (see msorch.slurm.batch_script).
         from . import slurm

@@ -20,7 +20,8 @@ import numpy as np
 from . import signals, status
 from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_summary
-from .worker import checkpoint_due
+from .schedule import checkpoint_due
+from .watchdog import watchdogs_possible
 
 LEASE_SECONDS = 0.05
 MAX_SLEEP = 1e-3
@@ -48,7 +49,6 @@ class Coordinator:
         world = self.ctx.world
         n = self.job.time.n_windows
         self.t_start = time.perf_counter()
-        from .runtime import watchdogs_possible
         # Without watchdogs (no MPI_THREAD_MULTIPLE) only the group roots' reports tell progress.
         watched = [r for ranks in self.ctx.layout.groups.values() for r in ranks] if watchdogs_possible() \
             else list(self.roots.values())

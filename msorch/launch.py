@@ -17,8 +17,7 @@ import threading
 
 from . import signals
 from .layout import Layout
-
-STOPPED = 3  # see msorch.runtime.STOPPED
+from .messages import STOPPED
 
 # Environment variables that tell us we already are one rank of an MPI job.
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE")

@@ -17,6 +17,8 @@ TAG_CHANNEL0 = 1000  # channel i uses TAG_CHANNEL0 + i
 
 NONE = -1
 
+STOPPED = 3  # exit code: stopped after a checkpoint on request; restart to finish
+
 
 @dataclass(frozen=True)
 class Control:

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import Layout
-from .messages import TAG_ERROR
-
-STOPPED = 3  # exit code: stopped after a checkpoint (walltime warning); restart to finish
+from .messages import STOPPED, TAG_ERROR
 from .schedule import Plan, make_plan
 from .spec import JobSpec, load_spec
 
@@ -58,12 +56,6 @@ def versions() -> dict:
     from . import __version__
     info["msorch"] = __version__
     return info
-
-
-def watchdogs_possible() -> bool:
-    """Watchdog threads send MPI messages beside the main thread: that needs MPI_THREAD_MULTIPLE."""
-    from mpi4py import MPI
-    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
 
 
 def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
@@ -127,7 +119,7 @@ def _coordinate(ctx, restart) -> int:
 
 
 def _work(ctx, name: str, group_rank: int, restart) -> None:
-    from .watchdog import Watchdog
+    from .watchdog import Watchdog, watchdogs_possible
     from .worker import Worker
     worker = Worker(ctx, name)
     label = f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()})"

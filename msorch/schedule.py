@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .messages import Control
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -96,3 +98,9 @@ def interpolation(k_s: int, k_r: int, waveform: str) -> Interpolation:
     frac = (num % k_r) / k_r
     i1 = np.minimum(i0 + 1, k_s)
     return Interpolation(i0, i1, 1.0 - frac, frac)
+
+
+def checkpoint_due(job, w: int, control: Control) -> bool:
+    """Whether every rank checkpoints after window ``w`` (schedule from the spec, or asked for)."""
+    every = job.checkpoint.every_windows if job.checkpoint else None
+    return bool(every and (w + 1) % every == 0) or w == control.checkpoint_at

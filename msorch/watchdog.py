@@ -22,6 +22,12 @@ WAITING = frozenset({"receive", "send", "waiting for the coordinator", "converge
                      "waiting for the other solvers"})
 
 
+def watchdogs_possible() -> bool:
+    """Watchdog threads send MPI messages beside the main thread: that needs MPI_THREAD_MULTIPLE."""
+    from mpi4py import MPI
+    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+
+
 class Watchdog(threading.Thread):
     def __init__(self, world, worker, label: str, after: float, tick: float = 0.25):
         super().__init__(name="msorch-watchdog", daemon=True)

@@ -18,13 +18,7 @@ from .channel import Channel, ChannelError, Endpoint
 from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT, Control,
                        report_width)
 from .output import GroupWriter
-from .schedule import Interpolation, interpolation
-
-
-def checkpoint_due(job, w: int, control: Control) -> bool:
-    """Whether every rank checkpoints after window ``w`` (schedule from the spec, or asked for)."""
-    every = job.checkpoint.every_windows if job.checkpoint else None
-    return bool(every and (w + 1) % every == 0) or w == control.checkpoint_at
+from .schedule import Interpolation, checkpoint_due, interpolation
 
 
 def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.ndarray, what: str) -> np.ndarray:
@@ -336,7 +330,7 @@ class Worker:
         data = inb.channel.recv()
         if not self.implicit and not inb.fresh:
             inb.used[:] = data[-1]   # held constant over the next window
-        elif inb.fresh or not self.implicit:
+        elif inb.fresh:
             if sums is not None and inb.index in self.measure_of:
                 self._measure(sums, inb, data)
             inb.used[1:] = data

@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_mpi_yield_when_idle := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: bootstrap demo test test-serial test-mpi test-slurm bench slurm-start slurm-stop slurm-status
+.PHONY: bootstrap demo test verify test-serial test-mpi test-slurm bench slurm-start slurm-stop slurm-status
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -20,6 +20,10 @@ demo: bootstrap
 # Serial tests, then @mark.mpi tests on 2 and 4 ranks, then the SLURM tests (scripts/test.sh).
 test: bootstrap
 	scripts/test.sh
+
+# Long verification runs (@mark.verify), with a time budget; CI runs them after `make test`.
+verify: bootstrap
+	scripts/test.sh verify
 
 test-serial test-mpi test-slurm: bootstrap
 	scripts/test.sh $(@:test-%=%)

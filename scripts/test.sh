@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, in the venv made by scripts/bootstrap.sh.
 #
-#   scripts/test.sh [serial] [mpi] [slurm]     (default: all three, in that order)
+#   scripts/test.sh [serial] [mpi] [slurm] [verify]   (default: serial mpi slurm, in that order)
 #
 #   serial  pytest -m "not slurm" tests: unit, e2e, and tests/mpi's serial tests
 #           that start mpirun themselves (pytest-mpi skips @mark.mpi ones here)
@@ -9,6 +9,9 @@
 #           (pytest's exit 5, "no tests collected", counts as success)
 #   slurm   starts the local SLURM (scripts/local_slurm.py), runs tests/slurm,
 #           and stops it again, also when the tests fail
+#   verify  long verification runs (@mark.verify: convergence studies, large
+#           ensembles, published-table comparisons that take minutes), with a
+#           printed time budget; `make verify` and CI run it after `make test`
 #
 # Every stage runs even if an earlier one failed; the exit code is non-zero if
 # any failed.  Each stage has a time limit so a hung MPI job cannot eat CI's budget.
@@ -43,7 +46,7 @@ run_stage() {  # run_stage NAME LIMIT_SECONDS CMD... ; records failures
 }
 
 stage_serial() {
-    run_stage serial 2400 "${PYTEST[@]}" tests -m "not slurm" -q
+    run_stage serial 2400 "${PYTEST[@]}" tests -m "not slurm and not verify" -q
 }
 
 stage_mpi() {
@@ -74,12 +77,18 @@ stage_slurm() {
     fi
 }
 
+VERIFY_BUDGET=${MSORCH_VERIFY_BUDGET:-1800}   # seconds; the stage fails when it is exceeded
+stage_verify() {
+    echo "=== test.sh: verify: budget ${VERIFY_BUDGET} s"
+    run_stage verify "$VERIFY_BUDGET" "${PYTEST[@]}" tests -m "verify and not slurm" -q --durations=15
+}
+
 stages=("$@")
 ((${#stages[@]})) || stages=(serial mpi slurm)
 for stage in "${stages[@]}"; do
     case $stage in
-        serial|mpi|slurm) "stage_$stage" ;;
-        *) echo "test.sh: unknown stage '$stage' (serial, mpi, slurm)" >&2; exit 2 ;;
+        serial|mpi|slurm|verify) "stage_$stage" ;;
+        *) echo "test.sh: unknown stage '$stage' (serial, mpi, slurm, verify)" >&2; exit 2 ;;
     esac
 done
 

@@ -95,6 +95,9 @@ class Solver:
     outputs, inputs : tuple of str
         Field names the solver gives and takes. Override :meth:`field_names`
         when they depend on the settings.
+    query_settings : tuple of str
+        ``Params`` fields an HMM query may set (micro models; see :meth:`reset`
+        and the optional ``advance_batch`` classmethod below).
 
     Methods marked *collective* are called on every rank of the group at once.
     """
@@ -102,6 +105,11 @@ class Solver:
     Params: ClassVar[type] = NoParams
     outputs: ClassVar[tuple[str, ...]] = ()
     inputs: ClassVar[tuple[str, ...]] = ()
+    #: Names of ``Params`` fields that an HMM query (``patterns: [{kind: hmm}]``)
+    #: may set on a micro instance of this solver.  A query may also set any
+    #: declared input (held constant over the micro run).  Everything else is a
+    #: spec error before launch.  Empty: only inputs can be queried.
+    query_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, comm, params):
         self.comm = comm
@@ -135,6 +143,29 @@ class Solver:
         Inputs given by :meth:`put` just before hold their values at ``t + dt``.
         """
         raise NotImplementedError
+
+    def reset(self, params) -> None:
+        """Return to the initial state at t = 0 with new settings ``params`` (collective).
+
+        Used by the HMM farm to reuse one micro instance for many queries
+        instead of constructing a new one each time: ``params`` is the spec's
+        base ``Params`` with a query's settings replaced
+        (``dataclasses.replace``).  Afterwards :meth:`fields` may be called
+        again and must describe the same points as before.  The default
+        re-initializes; override when re-initializing can be cheaper (keep
+        allocated arrays, neighbour lists, PETSc objects) or resources must be
+        freed first.
+        """
+        self.params = params
+        self.initialize(0.0)
+
+    # Optional: ``advance_batch(cls, instances, t, dt)``, a classmethod that
+    # takes exactly one step on many instances of this class living on the same
+    # rank (``instances``: list of Solver, each on a one-rank communicator),
+    # e.g. with one numba kernel over all of them.  When a class defines it, the
+    # HMM farm calls it instead of ``advance`` on each instance; the result must
+    # equal what ``advance`` would give instance by instance.  Not defined on
+    # the base class: ``hasattr(cls, "advance_batch")`` tells the farm.
 
     def get(self, name: str) -> np.ndarray:
         """This rank's values of output ``name``, shape ``fields()[name].shape``."""

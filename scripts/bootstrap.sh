@@ -22,7 +22,7 @@ PY="$VENV/bin/python"
 APT_PACKAGES=(
     openmpi-bin libopenmpi-dev python3-mpi4py python3-petsc4py petsc-dev
     python3-h5py-mpi python3-numpy python3-yaml python3-pytest python3-pytest-mpi
-    python3-matplotlib python3-scipy python3-numba hdf5-tools
+    python3-matplotlib python3-scipy python3-numba python3-sklearn hdf5-tools
     slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
 )
 

@@ -215,3 +215,46 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+def cmd_solvers(args) -> int:
+    """The settings reference: registered kinds, one solver's settings and fields, or the Markdown page."""
+    from . import reference, registry
+    if os.getcwd() not in sys.path:   # a user's package.module:Class next to where they work
+        sys.path.insert(0, os.getcwd())
+    if args.markdown:
+        sys.stdout.write(reference.markdown())
+    elif args.kind:
+        try:
+            sys.stdout.write(reference.solver_text(reference.describe_solver(args.kind)))
+        except registry.PluginError as exc:
+            print(f"msorch: error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        sys.stdout.write(reference.kinds_text())
+    return 0
+
+
+def cmd_report(args) -> int:
+    """One self-contained HTML page of a run."""
+    from .report import write_report
+    outdir = Path(args.outdir)
+    if not (outdir / "results.h5").exists() and not (outdir / "status.json").exists():
+        print(f"msorch: error: no results.h5 or status.json in {outdir}", file=sys.stderr)
+        return 2
+    print(write_report(outdir, Path(args.output) if args.output else None))
+    return 0
+
+
+    p = sub.add_parser("solvers", help="solver kinds, their settings and fields",
+                       description="List the registered solver kinds; with KIND (a registered name or "
+                       "package.module:Class) print its settings (type, default, units, allowed values) and fields.")
+    p.add_argument("kind", nargs="?", help="a solver kind, e.g. fem.heat")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the whole reference (spec sections and every solver) as Markdown: "
+                   "msorch solvers --markdown > docs/spec-reference.md")
+    p.set_defaults(func=cmd_solvers)
+    p = sub.add_parser("report", help="one self-contained HTML page of a run",
+                       description="Write OUTDIR/report.html: spec, layout, summary, warnings, plots, timing "
+                       "and checkpoints in one file that opens offline.")
+    p.add_argument("outdir")
+    p.add_argument("-o", "--output", help="where to write the page (default: OUTDIR/report.html)")
+    p.set_defaults(func=cmd_report)

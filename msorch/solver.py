@@ -15,12 +15,13 @@ A complete user-defined solver fits in one file: see
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["FieldSpec", "Solver", "NoParams", "param"]
+__all__ = ["FieldSpec", "FieldInfo", "Solver", "NoParams", "param"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,22 @@ class FieldSpec:
         """Shape of this rank's array: (n_local,) or (n_local, components)."""
         n = len(self.points)
         return (n,) if self.components == 1 else (n, self.components)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What is known of a field before any rank starts: for docs and ``msorch solvers``.
+
+    A solver may declare these in its ``field_info`` class attribute; the worker
+    checks them against :meth:`Solver.fields` at setup, so a declaration cannot
+    drift from the code.  ``units`` and ``components`` may name settings in
+    braces (``"epsilon/sigma^{dim}"``, ``"{dim}"``), filled from the ``Params``.
+    """
+
+    units: str
+    doc: str = ""
+    components: int | str = 1
+    extensive: bool = False
 
 
 def param(default: Any = dataclasses.MISSING, doc: str = "", units: str = "", **kw):
@@ -110,6 +127,10 @@ class Solver:
     #: declared input (held constant over the micro run).  Everything else is a
     #: spec error before launch.  Empty: only inputs can be queried.
     query_settings: ClassVar[tuple[str, ...]] = ()
+    #: Optional: units, components and extensiveness of each field, known without
+    #: running the solver (``msorch solvers KIND``, docs/spec-reference.md).  Fields
+    #: left out are described by ``fields()`` only, at the channel handshake.
+    field_info: ClassVar[dict[str, FieldInfo]] = {}
 
     def __init__(self, comm, params):
         self.comm = comm
@@ -212,3 +233,45 @@ class Solver:
 
     def finalize(self) -> None:
         """Release resources (collective)."""
+    def result_topology(self) -> np.ndarray | None:
+        """Optional cells over this rank's :meth:`result_points`, for ParaView (XDMF).
+
+        None (default): the points are shown as they are (points, or a polyline
+        when they lie on one axis).  Otherwise an int array (n_cells, 3) of
+        triangles whose entries index this rank's ``result_points()`` rows
+        (local numbering; the writer offsets them when it gathers the group).
+        """
+        return None
+
+    @classmethod
+    def describe_fields(cls, params) -> dict[str, FieldInfo]:
+        """:attr:`field_info` for these settings: only the fields these settings have,
+        with ``{setting}`` placeholders in units/components filled in."""
+        outs, ins = cls.field_names(params)
+        values = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+        out = {}
+        for name in (*outs, *ins):
+            info = cls.field_info.get(name)
+            if info is None:
+                continue
+            comps = info.components
+            if isinstance(comps, str):
+                comps = math.prod(int(f) for f in comps.format(**values).split("*"))  # "{dim}*{dim}"
+            out[name] = FieldInfo(info.units.format(**values), info.doc, comps, info.extensive)
+        return out
+
+
+
+def field_info_mismatches(solver: Solver, fields: dict[str, FieldSpec]) -> list[str]:
+    """Where ``fields()`` disagrees with the class's declared ``field_info`` (empty: agrees)."""
+    problems = []
+    for name, info in type(solver).describe_fields(solver.params).items():
+        fs = fields.get(name)
+        if fs is None:
+            continue
+        for what, declared, actual in (("units", info.units, fs.units), ("components", info.components,
+                                        fs.components), ("extensive", info.extensive, fs.extensive)):
+            if declared != actual:
+                problems.append(f"{type(solver).__name__}.field_info[{name!r}] declares {what} {declared!r} "
+                                f"but fields() gives {actual!r}")
+    return problems

@@ -19,6 +19,7 @@ from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT
                        report_width)
 from .output import GroupWriter
 from .schedule import Interpolation, checkpoint_due, interpolation
+from .solver import field_info_mismatches
 
 
 def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.ndarray, what: str) -> np.ndarray:
@@ -95,6 +96,9 @@ class Worker:
         self.solver.initialize(job.time.start)
         self.phase = "fields"
         fields = self.solver.fields()
+        drift = field_info_mismatches(self.solver, fields)
+        if drift:
+            raise ChannelError("; ".join(drift))
         self.phase = "channels"
         self.inbound: list[Inbound] = []
         outbound: dict[str, Outbound] = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver, param
+from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class NullSolver(Solver):
     Params = NullParams
     outputs = ("out",)
     inputs = ("in",)
+    field_info = {"out": FieldInfo("1", "in + offset after each step"),
+                  "in": FieldInfo("1", "value read before each step")}
 
     def initialize(self, t0):
         n, size, rank = self.params.n, self.comm.Get_size(), self.comm.Get_rank()

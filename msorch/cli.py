@@ -152,6 +152,23 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    """Data-driven scales of a run: POD, DMD, BOP-DMD, mrDMD -> OUTDIR/analysis.h5, PNGs, a summary."""
+    from .analysis import AnalysisError, Options, analyze
+    try:
+        rank = float(args.rank)
+        rank = int(rank) if rank == int(rank) else rank
+        opts = Options(solvers=tuple(args.solver or ()), fields=tuple(args.field or ()),
+                       methods=tuple(args.method or ("pod", "dmd", "mrdmd")), rank=rank,
+                       t_from=args.t_from, t_to=args.t_to, delays=args.delays, levels=args.levels,
+                       trials=args.trials, plots=not args.no_plots)
+        analyze(Path(args.outdir), opts)
+    except (AnalysisError, ValueError) as exc:
+        print(f"msorch: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msorch", description="MPI-parallel multiscale co-simulation orchestrator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
                        "and every solver's output fields.")
     p.add_argument("outdir")
     p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("analyze", help="data-driven scales of a run (POD, DMD, multiresolution DMD)",
+                       description="Decompose a run's output fields: POD energy spectrum, DMD continuous "
+                       "eigenvalues (lambda = ln(mu)/dt; frequency = Im lambda/2pi in cycles per time unit), "
+                       "modes, phase speeds on 1-D point sets, and mrDMD time scales. Writes OUTDIR/analysis.h5 "
+                       "and OUTDIR/plots/analysis_*.png.")
+    p.add_argument("outdir")
+    p.add_argument("--solver", action="append", help="solver to analyse (repeatable; default: all)")
+    p.add_argument("--field", action="append", help="field to analyse (repeatable; default: all)")
+    p.add_argument("--method", action="append", choices=("pod", "dmd", "bopdmd", "mrdmd"),
+                   help="method (repeatable; default: pod, dmd, mrdmd)")
+    p.add_argument("--rank", default="0", help="DMD rank: N modes, a POD-energy fraction in (0,1), "
+                   "0 optimal hard threshold (default), -1 all")
+    p.add_argument("--from", dest="t_from", type=float, help="first output time to use")
+    p.add_argument("--to", dest="t_to", type=float, help="last output time to use")
+    p.add_argument("--delays", type=int, help="delay-embedding depth (default: automatic for fields with "
+                   "fewer than 16 values)")
+    p.add_argument("--levels", type=int, help="mrDMD levels below the top (default: bins of >= 8 snapshots)")
+    p.add_argument("--trials", type=int, default=0, help="BOP-DMD bags (0: optimized DMD without bagging)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.set_defaults(func=cmd_analyze)
     return parser
 
 

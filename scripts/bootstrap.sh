@@ -22,7 +22,7 @@ PY="$VENV/bin/python"
 APT_PACKAGES=(
     openmpi-bin libopenmpi-dev python3-mpi4py python3-petsc4py petsc-dev
     python3-h5py-mpi python3-numpy python3-yaml python3-pytest python3-pytest-mpi
-    python3-matplotlib python3-scipy python3-numba python3-sklearn hdf5-tools
+    python3-matplotlib python3-scipy python3-numba python3-sklearn python3-typing-extensions hdf5-tools
     slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
 )
 
@@ -78,13 +78,24 @@ else
     printf '%s\n' "$stamp" > "$stamp_file"
 fi
 
+# --- 3b. pure-Python packages Debian lacks (--no-deps: their dependencies are the Debian packages above) --
+# PyDMD (msorch analyze) needs numpy, scipy, matplotlib, scikit-learn and typing-extensions;
+# xarray/h5netcdf only for its COSTS classes, which msorch does not use.
+PYDMD_VERSION=2025.8.1
+if "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('pydmd') != '$PYDMD_VERSION')" 2>/dev/null; then
+    say "pydmd $PYDMD_VERSION present"
+else
+    say "installing pydmd $PYDMD_VERSION (pip --no-deps)"
+    "$PY" -m pip install -q --no-deps --disable-pip-version-check "pydmd==$PYDMD_VERSION"
+fi
+
 # --- 4. checks -----------------------------------------------------------------
 # Debian's h5py picks its MPI build only under mpirun (or H5PY_ALWAYS_USE_MPI).
 H5PY_ALWAYS_USE_MPI=1 "$PY" - <<'EOF'
 import importlib
 from importlib.metadata import entry_points
 
-mods = ["mpi4py", "petsc4py", "h5py", "numpy", "numba", "scipy", "yaml", "pytest", "pytest_mpi"]
+mods = ["mpi4py", "petsc4py", "h5py", "numpy", "numba", "scipy", "yaml", "pytest", "pytest_mpi", "pydmd"]
 for name in mods:
     importlib.import_module(name)
 import h5py, numpy

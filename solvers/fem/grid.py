@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rectangle", "SIDES", "RowBlock", "local_rows", "reference_matrices"]
+__all__ = ["Rectangle", "SIDES", "RowBlock", "local_rows", "cell_rows", "reference_gradients",
+           "reference_matrices"]
 
 SIDES: tuple[str, ...] = ("left", "right", "bottom", "top")
 
@@ -80,6 +81,44 @@ class Rectangle:
             return np.arange(nxp, dtype=np.int64) + self.ny * nxp
         raise ValueError(f"unknown side {side!r}; expected one of {', '.join(SIDES)}")
 
+    @property
+    def n_elements(self) -> int:
+        """Number of triangles, 2 nx ny; triangle ``2 (j nx + i) + t`` is type ``t`` of cell (i, j)."""
+        return 2 * self.nx * self.ny
+
+    def element_ownership(self, size: int, rank: int) -> tuple[int, int]:
+        """Half-open range [lo, hi) of global triangle numbers owned by ``rank`` (contiguous blocks)."""
+        n = self.n_elements
+        return n * rank // size, n * (rank + 1) // size
+
+    def centroids(self, elements: np.ndarray) -> np.ndarray:
+        """Centroids [m], shape (len(elements), 2), of global triangle numbers ``elements``."""
+        elements = np.asarray(elements, dtype=np.int64)
+        cell, t = elements // 2, elements % 2
+        i, j = cell % self.nx, cell // self.nx
+        # Lower triangle (SW, SE, NE): (2/3, 1/3) of the cell; upper (SW, NE, NW): (1/3, 2/3).
+        fx, fy = np.where(t == 0, 2.0, 1.0) / 3.0, np.where(t == 0, 1.0, 2.0) / 3.0
+        return np.column_stack([self.x0 + (self.x1 - self.x0) * ((i + fx) / self.nx),
+                                self.y0 + (self.y1 - self.y0) * ((j + fy) / self.ny)])
+
+    def interpolate(self, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The P1 function with nodal ``values`` (shape (n_nodes,)) at ``points`` (shape (m, 2)) [m].
+
+        Points outside the rectangle are clamped onto it.  Shape (m,).
+        """
+        sx = np.clip((points[:, 0] - self.x0) / self.hx, 0.0, self.nx)
+        sy = np.clip((points[:, 1] - self.y0) / self.hy, 0.0, self.ny)
+        i = np.minimum(sx.astype(np.int64), self.nx - 1)
+        j = np.minimum(sy.astype(np.int64), self.ny - 1)
+        fx, fy = sx - i, sy - j
+        sw = j * (self.nx + 1) + i
+        v_sw, v_se = values[sw], values[sw + 1]
+        v_nw, v_ne = values[sw + self.nx + 1], values[sw + self.nx + 2]
+        # Lower triangle (fx >= fy): SW + fx (SE - SW) + fy (NE - SE); upper: SW + fx (NE - NW) + fy (NW - SW).
+        lower = v_sw + fx * (v_se - v_sw) + fy * (v_ne - v_se)
+        upper = v_sw + fx * (v_ne - v_nw) + fy * (v_nw - v_sw)
+        return np.where(fx >= fy, lower, upper)
+
     def triangles(self, cell_rows: range) -> np.ndarray:
         """Vertex numbers, shape (2 nx len(cell_rows), 3), of the triangles in cell rows ``cell_rows``.
 
@@ -97,6 +136,26 @@ class Rectangle:
         return tri
 
 
+def reference_gradients(hx: float, hy: float) -> tuple[np.ndarray, float]:
+    """Constant P1 basis gradients of the lower and upper triangle.
+
+    Returns
+    -------
+    grads : ndarray, shape (2, 3, 2)
+        ``grads[t, a] = ∇φ_a`` [1/m] on triangle type ``t`` (0 = lower, 1 = upper)
+        with the vertex order of :meth:`Rectangle.triangles`.
+    area : float
+        Area of either triangle [m^2], hx hy / 2.
+    """
+    verts = np.array([[[0.0, 0.0], [hx, 0.0], [hx, hy]],
+                      [[0.0, 0.0], [hx, hy], [0.0, hy]]])
+    grads = np.empty((2, 3, 2))
+    for t in range(2):
+        # Rows of inv([1 x y]) beyond the first are the constant gradients of φ_a.
+        grads[t] = np.linalg.inv(np.column_stack([np.ones(3), verts[t]]))[1:].T
+    return grads, 0.5 * hx * hy
+
+
 def reference_matrices(hx: float, hy: float) -> tuple[np.ndarray, np.ndarray]:
     """P1 stiffness and mass matrices of the lower and upper triangle.
 
@@ -107,17 +166,9 @@ def reference_matrices(hx: float, hy: float) -> tuple[np.ndarray, np.ndarray]:
         [m^2] on triangle type ``t`` (0 = lower, 1 = upper) with vertex order of
         :meth:`Rectangle.triangles`.
     """
-    verts = np.array([[[0.0, 0.0], [hx, 0.0], [hx, hy]],
-                      [[0.0, 0.0], [hx, hy], [0.0, hy]]])
-    stiffness = np.empty((2, 3, 3))
-    mass = np.empty((2, 3, 3))
-    for t in range(2):
-        # Rows of inv([1 x y]) beyond the first are the constant gradients of φ_a.
-        c = np.column_stack([np.ones(3), verts[t]])
-        grads = np.linalg.inv(c)[1:].T
-        area = 0.5 * abs(np.linalg.det(c))
-        stiffness[t] = area * grads @ grads.T
-        mass[t] = area / 12.0 * (np.ones((3, 3)) + np.eye(3))
+    grads, area = reference_gradients(hx, hy)
+    stiffness = area * np.einsum("tak,tbk->tab", grads, grads)
+    mass = np.broadcast_to(area / 12.0 * (np.ones((3, 3)) + np.eye(3)), (2, 3, 3)).copy()
     return stiffness, mass
 
 
@@ -150,19 +201,27 @@ class RowBlock:
     volume: np.ndarray
 
 
+def cell_rows(grid: Rectangle, lo: int, hi: int) -> range:
+    """The cell rows whose triangles touch nodes [lo, hi) (non-empty range, hi > lo).
+
+    Their triangles are the global elements ``2 nx first`` up to ``2 nx (last + 1)``.
+    """
+    nxp = grid.nx + 1
+    return range(max(lo // nxp - 1, 0), min((hi - 1) // nxp, grid.ny - 1) + 1)
+
+
 def local_rows(grid: Rectangle, lo: int, hi: int) -> RowBlock:
     """Assemble the rows [lo, hi) of the P1 stiffness and mass matrices.
 
     Only the cell rows touching the owned nodes are visited, so the cost is
     proportional to ``hi - lo``; no other rank's data is needed.
     """
-    n, nxp = grid.n_nodes, grid.nx + 1
+    n = grid.n_nodes
     if hi <= lo:
         empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0)
         return RowBlock(lo, hi, np.zeros(1, np.int32), empty_i, empty_f, empty_f, empty_f)
-    first = max(lo // nxp - 1, 0)
-    last = min((hi - 1) // nxp, grid.ny - 1)
-    tri = grid.triangles(range(first, last + 1))
+    cells = cell_rows(grid, lo, hi)
+    tri = grid.triangles(cells)
     k_ref, m_ref = reference_matrices(grid.hx, grid.hy)
     kind = np.arange(len(tri)) % 2
     rows = np.repeat(tri, 3, axis=1).ravel()           # (ntri*9,) a-major

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver, param
+from msorch.solver import FieldInfo, FieldSpec, Solver, param
 from solvers.fem.assembly import TensorAssembly
 from solvers.fem.grid import reference_gradients
 from solvers.fem.microstructure import Microstructure, cell_tensors, problems, rotate
@@ -103,6 +103,8 @@ class CellSolver(Solver):
     Params = CellParams
     outputs = (TENSOR,)
     query_settings = QUERY_SETTINGS
+    field_info = {TENSOR: FieldInfo("W/(m K)", "homogenized tensor A* = <a(I + grad chi)>, row-major "
+                                    "(A11, A12, A21, A22), one point per rank", 4)}
 
     @classmethod
     def check(cls, params):

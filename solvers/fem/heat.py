@@ -22,6 +22,17 @@ Boundary conditions, one per side:
 ``insulated``
     Zero flux (nothing to do in the weak form).
 
+Conductivity: the scalar ``conductivity``, or a tensor per triangle, either
+from the input field ``conductivity`` (``conductivity_field: true``; 4
+components (k11, k12, k21, k22) [W/(m K)] at the triangles' centroids, which
+the output field ``centroid`` gives as its values, so an HMM farm can answer
+A*(x) per macro element), or from a fine-scale coefficient a(x, x/ε)
+evaluated at each triangle's centroid (``microstructure``, see
+:mod:`solvers.fem.microstructure`).  Triangles are owned in contiguous blocks
+of their global numbering; the few a rank's rows need from its neighbours come
+through one ``Alltoallv`` (:class:`~solvers.fem.assembly.RangeExchange`).
+The scalar path is the original assembly, untouched.
+
 At most one side is coupled (``dirichlet`` or ``neumann``).  Where sides meet,
 ``exact`` beats ``dirichlet`` beats ``neumann``/``insulated``, and the coupled
 fields live on the coupled side's nodes *minus* corners shared with an
@@ -41,8 +52,10 @@ import numpy as np
 
 from msorch.solver import FieldSpec, Solver, param
 from solvers.fem import petsc_backend as pb
-from solvers.fem.grid import SIDES, Rectangle, local_rows
+from solvers.fem.assembly import RangeExchange, TensorAssembly
+from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
 from solvers.fem.manufactured import Manufactured
+from solvers.fem.microstructure import Microstructure, fine_tensors, problems
 
 __all__ = ["HeatParams", "HeatSolver"]
 
@@ -50,6 +63,13 @@ BoundaryKind = Literal["exact", "dirichlet", "neumann", "insulated"]
 COUPLED = ("dirichlet", "neumann")
 _BC_DOC = ("boundary condition: exact (manufactured u), dirichlet (input temperature), "
            "neumann (input heat_flux) or insulated")
+
+
+@dataclass(frozen=True)
+class FineMicrostructure(Microstructure):
+    """A fine-scale coefficient a(x, x/ε) (``fem.heat``'s ``microstructure`` setting)."""
+
+    epsilon: float = param(0.0625, "period of the microstructure", units="m")
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,10 @@ class HeatParams:
     bottom: BoundaryKind = param("exact", f"bottom side (y = y0) {_BC_DOC}")
     top: BoundaryKind = param("exact", f"top side (y = y1) {_BC_DOC}")
     steady: bool = param(False, "solve the steady -div(k grad u) = f at each step instead")
+    conductivity_field: bool = param(False, "take a conductivity tensor per triangle from the input field "
+                                     "conductivity (4 components, at the centroids the output centroid gives)")
+    microstructure: Optional[FineMicrostructure] = param(None, "fine-scale conductivity a(x, x/epsilon) per "
+                                                         "triangle instead of the scalar conductivity")
     petsc_options: dict[str, str] = param({}, "PETSc options for the linear solve, e.g. "
                                           "{ksp_type: gmres, pc_type: ilu}; default CG + hypre, rtol 1e-14")
 
@@ -107,41 +131,56 @@ class HeatSolver(Solver):
     def field_names(cls, params):
         coupled = _coupled_side(params)
         if coupled is None:
-            return ("temperature",), ()
-        if coupled[1] == "dirichlet":
-            return ("heat_flux", "temperature"), ("temperature",)
-        return ("temperature",), ("heat_flux",)
+            outs, ins = ("temperature",), ()
+        elif coupled[1] == "dirichlet":
+            outs, ins = ("heat_flux", "temperature"), ("temperature",)
+        else:
+            outs, ins = ("temperature",), ("heat_flux",)
+        if params.conductivity_field:
+            outs, ins = outs + ("centroid",), ins + ("conductivity",)
+        return outs, ins
 
     @classmethod
     def check(cls, params):
-        problems = []
+        problems_ = []
         coupled = [side for side in SIDES if getattr(params, side) in COUPLED]
         for side in coupled[1:]:
-            problems.append((side, f"only one side may be coupled, but {coupled[0]} is "
+            problems_.append((side, f"only one side may be coupled, but {coupled[0]} is "
                              f"{getattr(params, coupled[0])} and {side} is {getattr(params, side)}",
                              "use one solver instance per coupled side; set the others to exact or insulated"))
         for n in ("nx", "ny"):
             if getattr(params, n) < 1:
-                problems.append((n, f"expected an integer >= 1, got {getattr(params, n)}", f"set {n}: 10"))
+                problems_.append((n, f"expected an integer >= 1, got {getattr(params, n)}", f"set {n}: 10"))
         for lo, hi in (("x0", "x1"), ("y0", "y1")):
             if not getattr(params, hi) > getattr(params, lo):
-                problems.append((hi, f"{hi} = {getattr(params, hi)} must exceed {lo} = {getattr(params, lo)}",
+                problems_.append((hi, f"{hi} = {getattr(params, hi)} must exceed {lo} = {getattr(params, lo)}",
                                  f"swap {lo} and {hi}"))
         for name in ("conductivity", "capacity"):
             if not getattr(params, name) > 0:
-                problems.append((name, f"expected a positive value, got {getattr(params, name)}",
+                problems_.append((name, f"expected a positive value, got {getattr(params, name)}",
                                  f"set {name}: 1.0"))
+        if params.conductivity_field and params.microstructure is not None:
+            problems_.append(("microstructure", "conductivity_field and microstructure both set the conductivity",
+                              "keep one of them"))
+        if (params.conductivity_field or params.microstructure is not None) and params.source is None:
+            problems_.append(("source", "the manufactured source assumes the scalar conductivity",
+                              "set source (W/m^3) explicitly"))
+        if params.microstructure is not None:
+            problems_.extend(problems(params.microstructure, "microstructure."))
+            if not params.microstructure.epsilon > 0:
+                problems_.append(("microstructure.epsilon", f"expected a positive period, got "
+                                  f"{params.microstructure.epsilon}", "set epsilon: 0.0625"))
         if params.steady and not any(getattr(params, s) in ("exact", "dirichlet") for s in SIDES):
-            problems.append(("steady", "the steady problem with only neumann/insulated sides is singular",
+            problems_.append(("steady", "the steady problem with only neumann/insulated sides is singular",
                              "make one side exact or dirichlet, or set steady: false"))
         for key, value in params.petsc_options.items():
             if not isinstance(key, str) or not key.lstrip("-"):
-                problems.append((f"petsc_options.{key}", "expected an option name like ksp_type",
+                problems_.append((f"petsc_options.{key}", "expected an option name like ksp_type",
                                  "write e.g. ksp_type: cg"))
             elif not isinstance(value, (str, int, float)):
-                problems.append((f"petsc_options.{key}", f"expected a string value, got {value!r}",
+                problems_.append((f"petsc_options.{key}", f"expected a string value, got {value!r}",
                                  "quote the value"))
-        return problems
+        return problems_
 
     # --- lifecycle -----------------------------------------------------------
     def initialize(self, t0):
@@ -168,6 +207,35 @@ class HeatSolver(Solver):
         self.dt = None
         self.A = self.A_bc = self.M = self.ksp = None
         self.iterations = 0
+        self._setup_tensors()
+
+    def _setup_tensors(self):
+        """Per-triangle conductivity (tensor modes only): assembly map, owned block, halo exchange."""
+        p, grid = self.params, self.grid
+        self.tensors = None                 # (n_needed, 4) [W/(m K)]: triangles my rows touch
+        if not (p.conductivity_field or p.microstructure is not None):
+            return
+        size, rank = self.comm.Get_size(), self.comm.Get_rank()
+        if self.hi > self.lo:
+            cells = cell_rows(grid, self.lo, self.hi)
+            needed = (2 * grid.nx * cells.start, 2 * grid.nx * cells.stop)
+            tri = grid.triangles(cells)
+        else:
+            needed, tri = (0, 0), np.zeros((0, 3), dtype=np.int64)
+        grads, area = reference_gradients(grid.hx, grid.hy)
+        self.tassembly = TensorAssembly(tri, np.arange(len(tri)) % 2, grads, area,
+                                        self.lo, self.hi, grid.n_nodes)
+        self.e_lo, self.e_hi = grid.element_ownership(size, rank)
+        self.centroids = grid.centroids(np.arange(self.e_lo, self.e_hi))
+        if p.microstructure is not None:
+            m = p.microstructure
+            self.tensors = fine_tensors(m, m.epsilon, grid.centroids(np.arange(*needed)))
+            return
+        self.exchange = RangeExchange(self.comm, (self.e_lo, self.e_hi), needed)
+        # Before the first put: the scalar conductivity, isotropic.
+        self.k_in = np.zeros((self.e_hi - self.e_lo, 4))
+        self.k_in[:, 0] = self.k_in[:, 3] = p.conductivity
+        self.k_fresh = True                 # k_in changed since the operators were built
 
     def _classify_nodes(self):
         """Local index sets: exact and all Dirichlet nodes, the coupled side and its input entries."""
@@ -199,7 +267,12 @@ class HeatSolver(Solver):
         p, rows, n = self.params, self.rows, self.grid.n_nodes
         args = (self.comm, n, self.lo, self.hi, rows.indptr, rows.indices)
         mass = 0.0 if p.steady else p.capacity / dt
-        self.A = pb.aij_matrix(*args, p.conductivity * rows.stiffness + mass * rows.mass)
+        if self.tensors is None:
+            stiffness = p.conductivity * rows.stiffness
+        else:
+            # Same rows, same keys as local_rows: the CSR patterns are identical.
+            stiffness = self.tassembly.matrix(self.tensors)
+        self.A = pb.aij_matrix(*args, stiffness + mass * rows.mass)
         self.M = None if p.steady else pb.aij_matrix(*args, mass * rows.mass)
         # Zeroing rows *and* columns keeps the matrix symmetric, so CG applies;
         # the right-hand side is lifted by A g to compensate (see advance).
@@ -209,8 +282,16 @@ class HeatSolver(Solver):
         self.dt = dt
 
     def advance(self, t, dt):
+        fresh = False
+        if self.params.conductivity_field:
+            # Collective: every rank rebuilds when any rank's tensors changed.
+            fresh = self.comm.allreduce(int(self.k_fresh)) > 0
+            if fresh:
+                self.tensors = self.exchange.exchange(self.k_in)
+                self.k_fresh = False
         # Rebuild only for a really new dt: window/substeps may differ from dt in the last bit.
-        if self.ksp is None or not (self.params.steady or math.isclose(dt, self.dt, rel_tol=1e-13)):
+        if (fresh or self.ksp is None
+                or not (self.params.steady or math.isclose(dt, self.dt, rel_tol=1e-13))):
             self._setup_operators(dt)
         t1, dirichlet = t + dt, self.dirichlet
         # b0 = (ρc/dt) M u^n + f ∫φ: the right-hand side without boundary terms.
@@ -252,6 +333,9 @@ class HeatSolver(Solver):
         out = {"temperature": FieldSpec("float64", 1, "K", pts)}
         if self.side_kind is not None:
             out["heat_flux"] = FieldSpec("float64", 1, "W", pts, extensive=True)
+        if self.params.conductivity_field:
+            out["centroid"] = FieldSpec("float64", 2, "m", self.centroids)
+            out["conductivity"] = FieldSpec("float64", 4, "W/(m K)", self.centroids)
         return out
 
     def get(self, name):
@@ -260,6 +344,8 @@ class HeatSolver(Solver):
                 return u[self.side].copy()
         if name == "heat_flux" and self.side_kind == "dirichlet":
             return self.flux_out.copy()
+        if name == "centroid" and self.params.conductivity_field:
+            return self.centroids.copy()
         raise KeyError(f"fem.heat has no output {name!r} with these boundary conditions")
 
     def put(self, name, data):
@@ -267,6 +353,12 @@ class HeatSolver(Solver):
             self.t_in = np.array(data, dtype=float).reshape(len(self.side))
         elif name == "heat_flux" and self.side_kind == "neumann":
             self.q_in = np.array(data, dtype=float).reshape(len(self.side))
+        elif name == "conductivity" and self.params.conductivity_field:
+            data = np.asarray(data, dtype=float).reshape(self.k_in.shape)
+            # Unchanged tensors (e.g. an implicit iteration's repeat) keep the factorized operator.
+            if not np.array_equal(data, self.k_in):
+                self.k_in = data.copy()
+                self.k_fresh = True
         else:
             raise KeyError(f"fem.heat has no input {name!r} with these boundary conditions")
 
@@ -281,8 +373,11 @@ class HeatSolver(Solver):
     def state(self):
         with self.u as u:
             u = u.copy()
-        return {"u": u, "t_in": self.t_in.copy(), "q_in": self.q_in.copy(),
-                "flux_out": np.array(self.flux_out, dtype=float)}
+        out = {"u": u, "t_in": self.t_in.copy(), "q_in": self.q_in.copy(),
+               "flux_out": np.array(self.flux_out, dtype=float)}
+        if self.params.conductivity_field:
+            out["k_in"] = self.k_in.copy()
+        return out
 
     def restore(self, state):
         with self.u as u:
@@ -290,6 +385,8 @@ class HeatSolver(Solver):
         self.t_in = state["t_in"].copy()
         self.q_in = state["q_in"].copy()
         self.flux_out = state["flux_out"].copy()
+        if self.params.conductivity_field:
+            self.put("conductivity", state["k_in"])
 
     def restore_all(self, states):
         """Another layout: nodes are owned in contiguous blocks of the global numbering,
@@ -302,6 +399,8 @@ class HeatSolver(Solver):
         for key in ("t_in", "q_in", "flux_out"):
             full = np.concatenate([s[key] for s in states])
             setattr(self, key, full[start:start + len(self.side)].copy())
+        if self.params.conductivity_field:
+            self.put("conductivity", np.concatenate([s["k_in"] for s in states])[self.e_lo:self.e_hi])
 
     def finalize(self):
         self._destroy_operators()

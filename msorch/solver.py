@@ -231,8 +231,6 @@ class Solver:
         outs, _ = self.field_names(self.params)
         return self.fields()[outs[0]].points if outs else np.zeros((0, 1))
 
-    def finalize(self) -> None:
-        """Release resources (collective)."""
     def result_topology(self) -> np.ndarray | None:
         """Optional cells over this rank's :meth:`result_points`, for ParaView (XDMF).
 
@@ -261,6 +259,8 @@ class Solver:
         return out
 
 
+    def finalize(self) -> None:
+        """Release resources (collective)."""
 
 def field_info_mismatches(solver: Solver, fields: dict[str, FieldSpec]) -> list[str]:
     """Where ``fields()`` disagrees with the class's declared ``field_info`` (empty: agrees)."""

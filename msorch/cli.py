@@ -37,11 +37,15 @@ def _describe(job) -> str:
              f"  time: {job.time.start:g} .. {job.time.end:g} s in {job.time.n_windows} windows of {job.time.window:g} s",
              f"  scheme: {scheme.kind}, {scheme.staggering} staggering"]
     for name, s in job.solvers.items():
-        lines.append(f"  solver {name}: {s.kind}, {s.ranks} rank(s), dt {s.dt:g} s ({s.substeps} per window)")
+        steps = "run by a pattern" if name in job.driven else f"{s.substeps} per window"
+        lines.append(f"  solver {name}: {s.kind}, {s.ranks} rank(s), dt {s.dt:g} s ({steps})")
     for c in job.couplings:
         lines.append(f"  coupling {c.source}.{c.source_field} -> {c.target}.{c.target_field} "
                      f"({c.mapping}, {c.waveform} waveform)")
     return "\n".join(lines)
+    if job.patterns:
+        from couplings.patterns import KINDS
+        lines.extend(f"  {KINDS[p.kind].describe(p)}" for p in job.patterns)
 
 
 def cmd_validate(args) -> int:

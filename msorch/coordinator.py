@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from . import signals, status
-from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_REPORT, TAG_STALL, Control, report_width
-from .output import write_summary
+from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_PATTERN0, TAG_REPORT, TAG_STALL, Control, report_width
+from .output import write_pattern_stats, write_summary
 from .schedule import checkpoint_due
 from .watchdog import watchdogs_possible
 
@@ -40,6 +40,9 @@ class Coordinator:
         self.records: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
         self.position = {name: NONE for name in self.roots}
         self.stalls: dict[int, dict] = {}   # world rank -> its watchdog's "stuck" note
+        # Coupling patterns' per-window statistics rows (tag TAG_PATTERN0 + i; couplings/patterns).
+        self.pattern_stats = _pattern_stats(self.job)
+        self.pattern_rows: list[list[np.ndarray]] = [[] for _ in self.pattern_stats]
         self._written = NONE
         self._last_status = 0.0
         self._last_print = 0.0
@@ -99,6 +102,8 @@ class Coordinator:
         state = {"window": np.array([done], dtype=np.int64)}
         for name, rows in self.records.items():
             state[f"records.{name}"] = np.vstack(rows) if rows else np.zeros((0, self.width))
+        for i, rows in enumerate(self.pattern_rows):
+            state[f"patterns.{i}"] = np.vstack(rows) if rows else np.zeros((0, self.pattern_stats[i][2]))
         t = self.job.time.start + (done + 1) * self.job.time.window
         path = write_checkpoint(self.ctx.world, self.ctx.outdir / "checkpoints", done + 1, solver=None,
                                 group_rank=0, state=state, keep=self.job.checkpoint.keep if self.job.checkpoint else 3,
@@ -114,6 +119,9 @@ class Coordinator:
         for name in self.records:
             rows = state.get(f"records.{name}")
             self.records[name] = [rows] if rows is not None and len(rows) else []
+        for i in range(len(self.pattern_rows)):
+            rows = state.get(f"patterns.{i}")
+            self.pattern_rows[i] = [rows] if rows is not None and len(rows) else []
         self._written = int(state["window"][0])
         return self._written + 1
 
@@ -147,6 +155,10 @@ class Coordinator:
         elif tag == TAG_ERROR:
             report = world.recv(source=src, tag=TAG_ERROR)
             raise JobFailed(report)
+        elif 0 <= tag - TAG_PATTERN0 < len(self.pattern_rows):
+            buf = np.empty(status.Get_count(MPI.DOUBLE), dtype=np.float64)
+            world.Recv(buf, source=src, tag=tag)
+            self.pattern_rows[tag - TAG_PATTERN0].append(buf.reshape(-1, self.pattern_stats[tag - TAG_PATTERN0][2]))
         else:
             raise JobFailed(f"unexpected message with tag {tag} from world rank {src}")
 
@@ -219,7 +231,27 @@ class Coordinator:
                 t = rows[:, 2]
                 print(f"[msorch] {name}: {t.sum():.3f} s in {len(t)} windows (mean {t.mean() * 1e3:.3f} ms, "
                       f"max {t.max() * 1e3:.3f} ms)", flush=True)
+        if self.pattern_stats:
+            groups = {}
+            for (pattern, module, width), rows in zip(self.pattern_stats, self.pattern_rows):
+                table = np.vstack(rows) if rows else np.zeros((0, width))
+                groups[module.group(pattern)] = module.datasets(table, pattern, self.job)
+                for line in module.summary(table, pattern, self.job):
+                    print(f"[msorch] {line}", flush=True)
+            write_pattern_stats(path, groups)
         print(f"[msorch] done in {self.wall:.3f} s; results: {path}", flush=True)
+
+
+def _pattern_stats(job) -> list[tuple]:
+    """(pattern, stats module, row width) of every pattern that reports per-window rows."""
+    if not job.patterns:
+        return []
+    from couplings.patterns import stats_module
+    out = []
+    for p in job.patterns:
+        module = stats_module(p)
+        out.append((p, module, len(module.columns(p, job)) if module else 0))
+    return out
 
 
 def fail(world, message: str) -> None:

@@ -13,6 +13,7 @@ TAG_CONTROL = 11   # coordinator -> group root: Control
 TAG_REPORT = 12    # group root -> coordinator: Report rows
 TAG_ERROR = 13     # any solver rank -> coordinator: text (rare, pickled)
 TAG_STALL = 14     # watchdog thread -> coordinator: where a rank is stuck (rare, pickled)
+TAG_PATTERN0 = 200   # coupling pattern i -> coordinator: per-window statistics rows (float64)
 TAG_CHANNEL0 = 1000  # channel i uses TAG_CHANNEL0 + i
 
 NONE = -1

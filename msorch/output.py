@@ -120,3 +120,14 @@ def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_m
         for name, rows in records.items():
             timing[name] = rows[:, 2]
     return path
+
+
+def write_pattern_stats(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> None:
+    """Coupling patterns' per-window statistics into ``results.h5`` (``groups``: HDF5 path -> datasets)."""
+    import h5py
+    with h5py.File(path, "a") as f:
+        for name, datasets in groups.items():
+            g = f.require_group(name)
+            for key, data in datasets.items():
+                g[key] = data
+

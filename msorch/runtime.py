@@ -77,7 +77,8 @@ def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
     role = layout.solver_of(rank)
     names = list(layout.groups)
     group = world.Split(names.index(role[0]) if role else MPI.UNDEFINED, rank)
-    solvers = world.Split(0 if role else MPI.UNDEFINED, rank)
+    # Ranks that a pattern runs itself (an HMM farm) reduce among themselves, not with the iterating solvers.
+    solvers = world.Split((1 if role[0] in job.driven else 0) if role else MPI.UNDEFINED, rank)
     data = world.Dup()
     out = Path(outdir)
     if rank == 0:
@@ -121,7 +122,11 @@ def _coordinate(ctx, restart) -> int:
 def _work(ctx, name: str, group_rank: int, restart) -> None:
     from .watchdog import Watchdog, watchdogs_possible
     from .worker import Worker
-    worker = Worker(ctx, name)
+    roles = None
+    if ctx.job.patterns:   # coupling patterns (couplings/patterns) acting on this solver
+        from couplings.patterns import roles as pattern_roles
+        roles = pattern_roles(ctx, name)
+    worker = Worker(ctx, name, hooks=roles.hooks, make_solver=roles.solver) if roles else Worker(ctx, name)
     label = f"solver {name!r} rank {group_rank} (world rank {ctx.world.Get_rank()})"
     watchdog = Watchdog(ctx.world, worker, label, after=ctx.job.hang_timeout / 2) if watchdogs_possible() else None
     if watchdog:

@@ -188,6 +188,8 @@ class JobSpec:
     progress: bool
     text: str
     path: str | None
+    patterns: tuple = ()             # pattern entries (couplings/patterns: e.g. HMMSpec), in spec order
+    driven: frozenset = frozenset()  # solvers that patterns run themselves (not stepped by windows)
 
     @property
     def total_ranks(self) -> int:
@@ -204,6 +206,7 @@ class _Document:
     name: str | None = _setting(None, "job name", pattern=(r"[A-Za-z0-9_.\-]+",
                                 "made of letters, digits, '_', '-' and '.'"))
     couplings: tuple[Any, ...] | None = _setting((), "coupling entries")
+    patterns: tuple[Any, ...] | None = _setting((), "coupling patterns (kind: hmm, ...)")
     scheme: dict[str, Any] | None = _setting(None, "coupling scheme")
     checkpoint: CheckpointSpec | None = None
     resources: ResourcesSpec = ResourcesSpec()
@@ -310,6 +313,10 @@ def _as_yaml(value: Any) -> str:
         return repr(value)
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
+
+# For pattern kinds (couplings/patterns) declaring their own spec dataclasses.
+setting = _setting
+did_you_mean = _did_you_mean
 
 # ---------------------------------------------------------------------------
 # YAML
@@ -736,6 +743,7 @@ class _Reader:
     def __init__(self, problems: _Problems):
         self.problems = problems
         self.add = problems.add
+        self.driven: set[str] = set()
 
     # --- top level --------------------------------------------------------
     def job(self, data: Any, text: str, path: str | None) -> JobSpec | None:
@@ -748,11 +756,13 @@ class _Reader:
         time = doc.get("time")
         if time is not None:
             self._check_time(time)
+        self.driven = self._driven(data)
         solvers = self._solvers(doc.get("solvers"), time)
         if "solvers" not in doc:  # nothing to check references against
             return None
         couplings, targets = self._couplings(doc.get("couplings") or (), solvers)
         self.targets_complete &= "couplings" in doc
+        patterns = self._patterns(doc.get("patterns") or (), solvers, couplings, time)
         scheme = self._scheme(doc.get("scheme"), solvers, targets)
         resources = doc.get("resources")
         if resources is not None:
@@ -764,7 +774,7 @@ class _Reader:
             solvers={name: SolverSpec(**draft) for name, draft in solvers.items()},
             couplings=tuple(couplings), scheme=scheme, checkpoint=doc["checkpoint"],
             resources=resources, hang_timeout=doc["hang_timeout"], progress=doc["progress"],
-            text=text, path=path)
+            text=text, path=path, patterns=tuple(patterns), driven=frozenset(self.driven))
 
     def _check_time(self, t: TimeSpec) -> None:
         if not t.end > t.start:
@@ -810,7 +820,9 @@ class _Reader:
             self._params(draft, values["params"], _join(path, "params"))
         if time is not None and "dt" in values:
             draft["dt"] = time.window if values["dt"] is None else values["dt"]
-            draft["substeps"] = self._substeps(draft["dt"], time.window, _join(path, "dt"))
+            # A pattern's own solver (an HMM farm) steps on its own clock, not the window's.
+            draft["substeps"] = 1 if name in self.driven else \
+                self._substeps(draft["dt"], time.window, _join(path, "dt"))
         if draft["output"] is not None and draft["output"].fields and draft["outputs"] is not None:
             for i, f in enumerate(draft["output"].fields):
                 if f not in draft["outputs"]:
@@ -956,6 +968,43 @@ class _Reader:
         except Exception as exc:
             self.add(path, str(exc), "check the module path and attribute name")
 
+    # --- patterns ---------------------------------------------------------
+    def _driven(self, data: dict) -> set[str]:
+        """Solvers named as run by a pattern (read from the raw entries, before validation)."""
+        from couplings.patterns import KINDS
+        driven = set()
+        for _, entry in _raw_items(data, "patterns"):
+            kind = KINDS.get(entry.get("kind")) if isinstance(entry.get("kind"), str) else None
+            if kind is not None:
+                driven.update(kind.drives(entry))
+        return driven
+
+    def _patterns(self, raw, solvers: dict[str, dict], couplings, time) -> list:
+        """Valid pattern entries; each kind's dataclass and check from couplings/patterns."""
+        from couplings.patterns import KINDS, CheckContext
+        valid: list = []
+        for i, entry in enumerate(raw):
+            path = _join("patterns", i)
+            if not isinstance(entry, dict):
+                self.add(path, f"expected a mapping with a kind, got {_shown(entry)}",
+                         "write e.g. - {kind: hmm, macro: road, micro: ring, ...}")
+                continue
+            kind = entry.get("kind")
+            if not isinstance(kind, str) or kind not in KINDS:
+                self.add(_join(path, "kind"), "missing required key 'kind'" if kind is None else
+                         f"unknown pattern kind {kind!r}", _did_you_mean(kind, KINDS, "pattern kinds"))
+                continue
+            pattern = _build(self.problems, KINDS[kind].spec, entry, path)
+            if pattern is _BAD:
+                continue
+            before = len(self.problems)
+            ctx = CheckContext(solvers, tuple(couplings), time, tuple(valid))
+            for key, what, fix in KINDS[kind].check(pattern, ctx):
+                self.add(_join(path, key), what, fix)
+            if len(self.problems) == before:
+                valid.append((i, pattern))
+        return [p for _, p in valid]
+
     # --- scheme -----------------------------------------------------------
     def _scheme(self, raw: dict | None, solvers: dict[str, dict], targets: set[str]):
         values = _read_fields(self.problems, SchemeSpec, raw, "scheme")
@@ -1000,7 +1049,7 @@ class _Reader:
                 self.add(path, f"no solver named {name!r}", _did_you_mean(name, solvers, "solvers"))
             elif name in order[:i]:
                 self.add(path, f"solver {name!r} is listed twice", "list each solver once")
-        missing = [s for s in solvers if s not in order]
+        missing = [s for s in solvers if s not in order and s not in self.driven]
         if missing:
             self.add("scheme.order", f"leaves out solver(s) {', '.join(map(repr, missing))}",
                      f"list every solver once, e.g. order: [{', '.join(solvers)}]")

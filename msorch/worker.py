@@ -77,9 +77,12 @@ class Outbound:
 class Worker:
     """Runs one solver rank (see module docstring). Collective over its group."""
 
-    def __init__(self, ctx, name: str):
+    def __init__(self, ctx, name: str, hooks=(), make_solver=None):
         self.ctx, self.name = ctx, name
         self.job = ctx.job
+        # Coupling patterns (couplings/patterns): hooks called at setup, window start and
+        # before the steps; make_solver(worker) replaces the spec's class (an HMM farm).
+        self.hooks, self.make_solver = list(hooks), make_solver
         self.spec = self.job.solvers[name]
         self.group = ctx.group
         self.root = self.group.Get_rank() == 0
@@ -91,7 +94,7 @@ class Worker:
     def setup(self):
         job, spec = self.job, self.spec
         self.phase = "construct"
-        self.solver = spec.cls(self.group, spec.params)
+        self.solver = self.make_solver(self) if self.make_solver else spec.cls(self.group, spec.params)
         self.phase = "initialize"
         self.solver.initialize(job.time.start)
         self.phase = "fields"
@@ -133,6 +136,8 @@ class Worker:
         self._initial_exchange()
         self._setup_implicit()
         self.phase = "output"
+        for hook in self.hooks:
+            hook.setup(self)
         self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
         self.n_measures = len(self.ctx.plan.converged_on)
         self.rows: list[tuple] = []
@@ -152,7 +157,8 @@ class Worker:
                 ch.wait_sent()
 
     def _setup_implicit(self):
-        self.implicit = self.job.scheme.kind == "implicit"
+        # A solver that a pattern runs itself (an HMM farm) takes no part in the iterations.
+        self.implicit = self.job.scheme.kind == "implicit" and self.name not in self.job.driven
         self.accelerator = None
         if not self.implicit:
             return
@@ -280,7 +286,7 @@ class Worker:
         if not self.implicit:
             self._run_stage(t_w)
             self._close_window()
-            return 1, [], 1
+            return 1, [0.0] * self.n_measures, 1
         self.phase = "state"
         snapshot = {k: np.array(v, copy=True) for k, v in self.solver.state().items()}
         if self.accelerator is not None:
@@ -292,6 +298,8 @@ class Worker:
             if converged or k == max_it - 1:
                 self._close_window()
                 return k + 1, rel, int(converged)
+        for hook in self.hooks:
+            hook.window_start(w)
             self._accelerate()
             self.phase = "restore"
             self.solver.restore(snapshot)
@@ -330,6 +338,9 @@ class Worker:
                 self._receive(inb, sums)
         return sums
 
+        for hook in self.hooks:
+            if hasattr(hook, "before_steps"):
+                hook.before_steps()
     def _receive(self, inb: Inbound, sums):
         data = inb.channel.recv()
         if not self.implicit and not inb.fresh:

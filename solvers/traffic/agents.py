@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver
+from msorch.solver import FieldInfo, FieldSpec, Solver
 
 from .handover import NC as HNC, Mailbox
 
@@ -36,6 +36,11 @@ class AgentRoadSolver(Solver):
     """
 
     BIN_OUTPUTS = ("density", "flow", "speed")
+    field_info = {
+        "density": FieldInfo("veh/m", "vehicles per bin / bin width"),
+        "flow": FieldInfo("veh/s", "sum of the bin's speeds / bin width"),
+        "speed": FieldInfo("m/s", "mean speed in the bin (the free speed if empty)"),
+    }
     END_OUTPUTS = ("upstream_density", "upstream_flow", "upstream_speed",
                    "downstream_density", "downstream_flow", "downstream_speed")
 
@@ -97,6 +102,14 @@ class AgentRoadSolver(Solver):
 
     def get(self, name):
         seg = self.seg
+        if name in self.BIN_OUTPUTS and seg.n_bins == 1:
+            # one bin (an HMM micro ring): plain sums, ~10x cheaper than binning
+            v = self.speeds()
+            if name == "density":
+                return np.array([len(v) / seg.length])
+            if name == "flow":
+                return np.array([v.sum() / seg.length])
+            return np.array([v.mean() if len(v) else self.free_speed()])
         if name in self.BIN_OUTPUTS:
             x = self.positions()
             n = self.bin_sum(x)

@@ -24,6 +24,17 @@ Vehicle hand-over (``handover: true``): ``vehicles_out`` lists the vehicles
 that left in the last step and ``vehicles_in`` queues vehicles for insertion at
 x = 0, both arrays of ``handover_slots`` rows laid out as documented in
 :mod:`solvers.traffic.handover`.
+
+HMM micro model (``patterns: [{kind: hmm, micro: ...}]``): a query sets
+``density`` (and optionally the driver parameters, :attr:`IDMSolver.query_settings`);
+the ring then holds N vehicles of the population (``class_*``, in exact
+proportions, evenly interleaved) at their multi-class equilibrium
+(:mod:`solvers.traffic.population`) and is stretched from ``road_length`` to
+N / density so the density is exact.  The observables are the ordinary
+``flow`` [veh/s], ``density`` [veh/m] and ``speed`` [m/s] fields; with
+``bins: 1`` each is one ring average.  :meth:`IDMSolver.reset` re-initializes
+without recompiling, and :meth:`IDMSolver.advance_batch` moves many one-rank
+rings in one numba call.
 """
 from __future__ import annotations
 
@@ -38,6 +49,7 @@ from . import idm_kernel as K
 from .agents import AgentRoadSolver
 from .fundamental import idm_equilibrium_table
 from .rng import hash_uniform, make_stream, pack_stream, unpack_stream
+from .population import even_classes, jam_spacing, place, ring_count
 from .road import segment
 from .settings import RampParams, raise_if_invalid, ramp_problems
 
@@ -70,6 +82,11 @@ class IDMParams(RampParams):
     initial_speed: Optional[float] = param(None, "their speed (None: equilibrium speed of the spacing)",
                                            units="m/s")
     initial_perturbation: float = param(0.0, "vehicle 0 starts this far behind its place", units="m")
+    density: float = param(0.0, "> 0: start with the population at this density at its equilibrium "
+                           "(ring: stretched to N/density for an exact density; open road: on "
+                           "density_region); replaces initial_vehicles", units="veh/m")
+    density_region: tuple[float, ...] = param((), "(start, end) of the open road stretch filled at "
+                                              "density (empty: the whole road)", units="m")
     inflow: Literal["none", "flow", "density", "channel"] = param(
         "none", "upstream boundary (open road): none, a fixed flow, a fixed density, or inputs")
     inflow_flow: float = param(0.5, "inflow demand for inflow: flow", units="veh/s")
@@ -117,6 +134,8 @@ class IDMSolver(AgentRoadSolver):
     """
 
     Params = IDMParams
+    query_settings = ("density", "v0", "T", "s0", "a", "b", "delta", "length", "initial_speed",
+                      "initial_perturbation")
 
     @classmethod
     def boundary_inputs(cls, p):
@@ -155,7 +174,26 @@ class IDMSolver(AgentRoadSolver):
             probs.append(("initial_vehicles", "the vehicles do not fit on the road", "use fewer"))
         if p.road == "ring" and (p.inflow != "none" or p.outflow != "free" or p.handover):
             probs.append(("road", "a ring has no inflow, outflow or hand-over", "use road: open"))
+        probs += cls._density_problems(p, cl)
         return probs
+
+    @staticmethod
+    def _density_problems(p, cl) -> list[tuple[str, str, str]]:
+        if p.density == 0 and not p.density_region:
+            return []
+        if p.density < 0 or (p.density > 0 and p.initial_vehicles):
+            return [("density", "must be >= 0, and not given together with initial_vehicles",
+                     "give either density or initial_vehicles")]
+        if p.density_region:
+            r = p.density_region
+            if p.road == "ring" or len(r) != 2 or not 0 <= r[0] < r[1] <= p.road_length:
+                return [("density_region", "needs (start, end) with 0 <= start < end <= road_length on "
+                         "an open road", "fix it, or leave it empty for the whole road")]
+        jam = 1.0 / jam_spacing(cl)
+        if p.density > jam * (1 + 1e-12):
+            return [("density", f"{p.density:.6g} veh/m is above the population's jam density {jam:.6g} veh/m",
+                     "use a smaller density")]
+        return []
 
     @staticmethod
     def source_spacing(p) -> float:
@@ -169,11 +207,12 @@ class IDMSolver(AgentRoadSolver):
         p = self.params
         raise_if_invalid(type(self), p)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.seg = segment(p.road_length, p.bins, self.rank, self.size)
         self.ring = p.road == "ring"
         self.cls = _classes(p)
         self.cum_frac = np.cumsum(self.cls[:, 0])
-        self.tables = [idm_equilibrium_table(c[1], c[2], c[3], p.delta, 1000) for c in self.cls]
+        self.n_ring = ring_count(p.density, p.road_length, self.cls[:, 0]) if self.ring and p.density else 0
+        self.L = self.n_ring / p.density if self.n_ring else p.road_length      # road length [m]
+        self.seg = segment(self.L, p.bins, self.rank, self.size)
         # sources: 0 = upstream inflow (open road), then the on-ramps
         self.src_x = np.array([0.0] + list(p.onramp_positions))
         self.src_q = np.array([0.0] + list(p.onramp_flows))
@@ -197,6 +236,21 @@ class IDMSolver(AgentRoadSolver):
         self.lead = np.zeros(4)
         self._checked_dt = None
 
+    @property
+    def tables(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per class, the equilibrium table (gaps s, speeds v) of :func:`idm_equilibrium_table`."""
+        key = (self.params.delta, self.cls[:, 1:4].tobytes())
+        if getattr(self, "_tables_key", None) != key:     # built on first use, kept across reset()
+            self._tables = [idm_equilibrium_table(c[1], c[2], c[3], self.params.delta, 1000) for c in self.cls]
+            self._tables_key = key
+        return self._tables
+
+    def reset(self, params) -> None:
+        """New settings, back to t = 0 (HMM instance reuse): re-initializes the arrays only;
+        the numba kernel stays compiled and the equilibrium tables are kept when unchanged."""
+        self.params = params
+        self.initialize(0.0)
+
     def _new_vehicles(self, n: int, stream) -> np.ndarray:
         """(NCOL, n) vehicles with classes drawn from ``stream`` (x, v, id left 0)."""
         veh = K.empty(n)
@@ -212,6 +266,8 @@ class IDMSolver(AgentRoadSolver):
 
     def _initial_vehicles(self) -> np.ndarray:
         p = self.params
+        if p.density > 0:
+            return self._vehicles_at_density()
         n = p.initial_vehicles
         veh = self._new_vehicles(n, self.streams[0])   # drawn for all vehicles on every rank
         spacing = p.road_length / max(n, 1)
@@ -232,15 +288,33 @@ class IDMSolver(AgentRoadSolver):
         self.cum["initial"] += self.bin_sum(mine[K.X])
         return np.ascontiguousarray(mine)
 
+    def _vehicles_at_density(self) -> np.ndarray:
+        """This rank's vehicles of the population at ``density`` in equilibrium (module doc)."""
+        p = self.params
+        lo, hi = (p.density_region if p.density_region else (0.0, self.L))
+        n = self.n_ring if self.ring else int(round(p.density * (hi - lo)))
+        veh = K.empty(n)
+        self._set_class(veh, even_classes(n, self.cls[:, 0]))
+        span = self.L if self.ring else n / p.density if n else 0.0
+        veh[K.X], veh[K.V] = place(self.cls, veh[K.CLS].astype(np.int64), p.delta, lo, span, p.initial_speed)
+        if n and not self.ring and veh[K.X, -1] >= self.L:
+            veh = veh[:, veh[K.X] < self.L]             # rounding of n may push the front one past the end
+            n = veh.shape[1]
+        veh[K.ID] = np.arange(n)
+        if n:
+            veh[K.X, 0] -= p.initial_perturbation
+            if veh[K.X, 0] < 0:
+                veh[K.X, 0] += self.L if self.ring else -veh[K.X, 0]
+        veh = veh[:, np.argsort(veh[K.X], kind="stable")]
+        mine = veh[:, (veh[K.X] >= self.seg.lo) & (veh[K.X] < self.seg.hi)]
+        self.cum["initial"] += self.bin_sum(mine[K.X])
+        return np.ascontiguousarray(mine)
+
     # ------------------------------------------------------------------ step
     def advance(self, t, dt):
         p = self.params
         if dt != self._checked_dt:
-            vmax = max(float(self.cls[:, 1].max()), float(self.veh[K.V].max(initial=0.0)))
-            if vmax * dt >= float(np.diff(self.seg.edges).min()):
-                raise ValueError(f"traffic.idm: dt = {dt} s lets a vehicle at {vmax} m/s cross a whole "
-                                 f"bin ({np.diff(self.seg.edges).min():.3g} m); use fewer bins or a smaller dt")
-            self._checked_dt = dt
+            self._check_dt(dt)
         self.last_dt = dt
         self.step_in = self.step_out = 0
         if self.src_active.any():
@@ -252,6 +326,60 @@ class IDMSolver(AgentRoadSolver):
         if len(self.sink_x):
             self._offramps()
         self._boundary_and_migrate()
+
+    @classmethod
+    def advance_batch(cls, instances, t, dt):
+        """One step of many instances on this rank; one numba call moves all one-rank rings.
+
+        Rings on one rank without off-ramps go through
+        :func:`idm_kernel.ring_batch_step` (bitwise what :meth:`advance` gives);
+        any other instance is advanced by its own :meth:`advance`.
+        """
+        rings = []
+        for inst in instances:
+            if inst.ring and inst.size == 1 and not len(inst.sink_x):
+                rings.append(inst)
+            else:
+                inst.advance(t, dt)
+        if not rings:
+            return
+        for inst in rings:
+            if dt != inst._checked_dt:
+                inst._check_dt(dt)
+            inst.last_dt = dt
+        batch = cls._batch_arrays(rings)
+        K.ring_batch_step(batch["vehs"], batch["lengths"], batch["deltas"], batch["ballistic"], dt,
+                          batch["lead"], batch["acc"], batch["xold"], batch["crossed"])
+        for inst, m in zip(rings, batch["crossed"].tolist()):
+            inst.step_in = inst.step_out = m
+
+    _batch: dict = {}
+
+    @classmethod
+    def _batch_arrays(cls, rings) -> dict:
+        """The kernel's arguments, rebuilt only when an instance's arrays or settings changed."""
+        key = tuple(id(r) for r in rings)
+        b = cls._batch.get("key") == key and cls._batch
+        if not b or any(r.veh is not v for r, v in zip(rings, b["arrays"])) or \
+                any(r.L != L for r, L in zip(rings, b["lengths"])):
+            from numba.typed import List
+            arrays = [r.veh for r in rings]
+            n = max(a.shape[1] for a in arrays)
+            b = {"key": key, "arrays": arrays, "vehs": List(arrays),
+                 "lengths": np.array([r.L for r in rings]),
+                 "deltas": np.array([r.params.delta for r in rings]),
+                 "ballistic": np.array([r.params.update == "ballistic" for r in rings]),
+                 "lead": np.zeros(4), "acc": np.zeros(max(n, 1)), "xold": np.zeros(max(n, 1)),
+                 "crossed": np.zeros(len(rings), dtype=np.int64)}
+            cls._batch = b
+        return b
+
+    def _check_dt(self, dt) -> None:
+        vmax = max(float(self.cls[:, 1].max()), float(self.veh[K.V].max(initial=0.0)))
+        if vmax * dt >= float(np.diff(self.seg.edges).min()):
+            raise ValueError(f"traffic.idm: dt = {dt} s lets a vehicle at {vmax} m/s cross a whole "
+                             f"bin ({np.diff(self.seg.edges).min():.3g} m); use fewer bins or a smaller dt")
+        self._checked_dt = dt
 
     def _ends(self) -> np.ndarray:
         """(size, 8) per rank: n, rear (x, v, len), front (x, v, T, s0). Collective."""
@@ -271,7 +399,7 @@ class IDMSolver(AgentRoadSolver):
 
         Returns the ``ends`` row and the position offset (+-L when wrapped) or None.
         """
-        r, L = self.rank, self.params.road_length
+        r, L = self.rank, self.L
         for k in range(1, self.size + 1):
             q = r + k if downstream else r - k
             wrapped = q >= self.size or q < 0
@@ -286,7 +414,7 @@ class IDMSolver(AgentRoadSolver):
         p, lead, veh = self.params, self.lead, self.veh
         if self.size == 1 and self.ring:         # the hot single-rank ring: no gather needed
             if veh.shape[1]:
-                lead[:] = (1.0, veh[K.X, 0] + p.road_length, veh[K.V, 0], veh[K.LEN, 0])
+                lead[:] = (1.0, veh[K.X, 0] + self.L, veh[K.V, 0], veh[K.LEN, 0])
             else:
                 lead[0] = 0.0
             return lead
@@ -404,7 +532,7 @@ class IDMSolver(AgentRoadSolver):
         for j, xs in enumerate(self.sink_x):
             crossed = (xo < xs) & (xn >= xs)
             if self.ring:
-                crossed |= (xo < xs + p.road_length) & (xn >= xs + p.road_length)
+                crossed |= (xo < xs + self.L) & (xn >= xs + self.L)
             if not crossed.any():
                 continue
             go = crossed & ~leave & (hash_uniform(p.seed, j + 1, veh[K.ID]) < p.offramp_fractions[j])
@@ -417,7 +545,7 @@ class IDMSolver(AgentRoadSolver):
 
     def _boundary_and_migrate(self):
         p, seg, veh = self.params, self.seg, self.veh
-        L = p.road_length
+        L = self.L
         k = int(np.searchsorted(veh[K.X], seg.hi, side="left"))
         passing = veh[:, k:]
         m = passing.shape[1]

@@ -120,3 +120,52 @@ def set_derived(veh: np.ndarray) -> None:
 def empty(n: int = 0) -> np.ndarray:
     """A vehicle array with ``n`` zeroed vehicles, shape (NCOL, n)."""
     return np.zeros((NCOL, n))
+
+
+@numba.njit(cache=True)
+def ring_batch_step(vehs, lengths, deltas, ballistic, dt, lead, acc, xold, crossed):
+    """One step of many one-rank rings: :func:`idm_step` on each, then the wrap at x = L.
+
+    Parameters
+    ----------
+    vehs : numba.typed.List of ndarray, shape (NCOL, n_r)
+        Each ring's vehicles sorted by x in [0, L_r); updated in place (vehicles
+        that pass L_r move to the front with x - L_r, as ``IDMSolver.advance``
+        does by concatenation, so the result is bitwise the same).
+    lengths, deltas : ndarray, shape (n_rings,)
+        Ring lengths L_r [m] and acceleration exponents.
+    ballistic : ndarray of bool, shape (n_rings,)
+    lead : ndarray, shape (4,); acc, xold : ndarray, shape (>= max n_r,)
+        Work space.
+    crossed : ndarray of int64, shape (n_rings,)
+        Receives the number of vehicles that passed x = L_r.
+    """
+    for r in range(len(vehs)):
+        veh = vehs[r]
+        n = veh.shape[1]
+        crossed[r] = 0
+        if n == 0:
+            continue
+        L = lengths[r]
+        lead[0] = 1.0
+        lead[1] = veh[X, 0] + L
+        lead[2] = veh[V, 0]
+        lead[3] = veh[LEN, 0]
+        idm_step(veh, lead, dt, deltas[r], ballistic[r], acc, xold)
+        k = n
+        while k > 0 and veh[X, k - 1] >= L:
+            k -= 1
+        m = n - k
+        if m == 0:
+            continue
+        crossed[r] = m
+        for c in range(veh.shape[0]):            # rotate the m leavers to the front
+            row = veh[c]
+            for j in range(m):
+                acc[j] = row[k + j]
+            for j in range(k - 1, -1, -1):
+                row[j + m] = row[j]
+            for j in range(m):
+                row[j] = acc[j]
+        for j in range(m):
+            veh[X, j] -= L

@@ -19,6 +19,31 @@ cell: out = min(D_i, S_{i+1}/(1-beta)), of which (1-beta) goes on.
 Cells are split over the group's ranks; each step exchanges the boundary
 densities with ``Sendrecv`` so both ranks compute the same interface flux,
 which keeps the scheme conservative to rounding.
+
+``diagram: hmm`` -- no fundamental diagram of its own (heterogeneous multiscale
+method, ``patterns: [{kind: hmm, macro: <this solver>}]``): once per window the
+road asks a micro model (e.g. ``traffic.idm`` rings) for the equilibrium flow
+at K density nodes (``hmm_nodes`` equal steps up to ``hmm_density_max``, or
+``table_density`` without its leading 0) and uses the answers as a tabulated
+diagram, refreshed whenever answers arrive; with ``hmm_rounds`` R > 1 the nodes
+of successive windows interleave so the table is refined to K R nodes over the
+first R windows (:mod:`solvers.traffic.answered_diagram`).
+
+* output ``flux_query`` [veh/m], K points (on the group's first rank): the densities asked;
+* input ``flux_answer`` [veh/s], the same points: the answered flows Q(rho_k).
+
+The table is Q(0) = 0 and the answered nodes, piecewise linear; demand and
+supply are its running maxima from the left and from the right, so the
+critical density is the node of largest answered flow and the
+min(demand, supply) flux is the exact Godunov flux of the piecewise-linear
+diagram even where the answers are not concave (Lebacque 1996).
+
+Why a table on nodes and not one query per cell and step: the Godunov flux of
+a cell needs the cell's demand and supply, i.e. Q on the whole interval between
+its density and the critical density -- one answer Q(rho_i) per cell does not
+give them.  Nodes also make the query set independent of the solution: with
+the farm's exact cache a stateless micro model is run once per node for the
+whole run, and a surrogate can fill fine tables from few micro runs.
 """
 from __future__ import annotations
 
@@ -27,8 +52,9 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver, param
+from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
+from .answered_diagram import AnsweredDiagram, round_nodes
 from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram
 from .road import segment
 from .settings import RampParams, raise_if_invalid, ramp_problems
@@ -43,8 +69,8 @@ UNITS = {"density": "veh/m", "flow": "veh/s", "speed": "m/s", "supply": "veh/s",
 class LWRParams(RampParams):
     road_length: float = param(1000.0, "road length", units="m")
     cells: int = param(100, "number of cells (>= ranks)")
-    diagram: Literal["greenshields", "triangular", "idm", "tabulated"] = param(
-        "greenshields", "fundamental diagram")
+    diagram: Literal["greenshields", "triangular", "idm", "tabulated", "hmm"] = param(
+        "greenshields", "fundamental diagram (hmm: answered by a micro model at density nodes)")
     v_free: float = param(30.0, "free speed (greenshields, triangular)", units="m/s")
     rho_jam: float = param(0.2, "jam density (greenshields, triangular)", units="veh/m")
     rho_crit: float = param(0.04, "critical density (triangular)", units="veh/m")
@@ -56,6 +82,12 @@ class LWRParams(RampParams):
     table_density: tuple[float, ...] = param((), "densities of the tabulated diagram, from 0", units="veh/m")
     table_flow: tuple[float, ...] = param((), "flows of the tabulated diagram (empty: from the input)",
                                           units="veh/s")
+    hmm_nodes: int = param(40, "density nodes of the hmm diagram, in equal steps up to hmm_density_max "
+                           "(when table_density is not given)")
+    hmm_density_max: float = param(0.0, "largest density node of the hmm diagram (the micro model's jam "
+                                   "density, or below)", units="veh/m")
+    hmm_rounds: int = param(1, "windows over which the hmm table is refined: each asks hmm_nodes new "
+                            "nodes between the earlier ones (1: the same nodes every window)")
     initial_density: float = param(0.0, "initial density (left of riemann_position if a right value is given)",
                                    units="veh/m")
     initial_density_right: Optional[float] = param(None, "initial density of cells whose centre is right of "
@@ -72,8 +104,16 @@ class LWRParams(RampParams):
     dt: Optional[float] = param(None, "solver step, for the CFL check before launch", units="s")
 
 
+def answered_diagram(p: LWRParams) -> AnsweredDiagram:
+    """The (empty) table of an hmm diagram with these settings."""
+    if p.table_density:
+        return AnsweredDiagram([np.array(p.table_density[1:], dtype=np.float64)])
+    return AnsweredDiagram(round_nodes(p.hmm_density_max, p.hmm_nodes, p.hmm_rounds))
+
+
 def make_diagram(p: LWRParams, table_flow=None):
-    """The fundamental diagram object of these settings (``table_flow`` overrides p.table_flow)."""
+    """The fundamental diagram object of these settings (``table_flow`` overrides p.table_flow;
+    not for ``hmm``, whose diagram is :meth:`AnsweredDiagram.tabulated`)."""
     if p.diagram == "greenshields":
         return Greenshields(p.v_free, p.rho_jam)
     if p.diagram == "triangular":
@@ -100,6 +140,13 @@ class LWRSolver(Solver):
     """
 
     Params = LWRParams
+    field_info = {
+        "density": FieldInfo("veh/m", "cell density"),
+        "flow": FieldInfo("veh/s", "q(rho) of the cell"),
+        "speed": FieldInfo("m/s", "q/rho (the free speed on an empty cell)"),
+        "flux_query": FieldInfo("veh/m", "diagram: hmm -- densities whose equilibrium flow is asked"),
+        "flux_answer": FieldInfo("veh/s", "diagram: hmm -- the answered flows at flux_query"),
+    }
     CELL_OUTPUTS = ("density", "flow", "speed")
     END_OUTPUTS = ("upstream_density", "upstream_flow", "upstream_speed", "upstream_supply",
                    "downstream_density", "downstream_flow", "downstream_speed", "downstream_demand",
@@ -114,6 +161,8 @@ class LWRSolver(Solver):
             ins += ("downstream_" + p.outflow[len("channel_"):],)
         if p.diagram == "tabulated" and not p.table_flow:
             ins += ("fundamental_flow",)
+        if p.diagram == "hmm":
+            return cls.CELL_OUTPUTS + cls.END_OUTPUTS + ("flux_query",), ins + ("flux_answer",)
         return cls.CELL_OUTPUTS + cls.END_OUTPUTS, ins
 
     @classmethod
@@ -125,6 +174,20 @@ class LWRSolver(Solver):
         probs += ramp_problems(p, p.road_length, max_fraction=0.999)   # beta = 1 would block the road
         if p.diagram == "triangular" and not 0 < p.rho_crit < p.rho_jam:
             probs.append(("rho_crit", "need 0 < rho_crit < rho_jam", "fix it"))
+        if p.diagram == "hmm":
+            if p.table_flow:
+                probs.append(("table_flow", "an hmm diagram takes its flows from the flux_answer input",
+                              "remove table_flow, or use diagram: tabulated"))
+            if not p.table_density and (p.hmm_nodes < 2 or not p.hmm_density_max > 0):
+                probs.append(("hmm_density_max", "the hmm diagram needs hmm_density_max > 0 and hmm_nodes >= 2 "
+                              "(or table_density)", "set hmm_density_max to the micro model's jam density"))
+            if p.hmm_rounds < 1 or (p.table_density and p.hmm_rounds != 1):
+                probs.append(("hmm_rounds", "must be >= 1, and 1 with explicit table_density nodes",
+                              "fix it, or give hmm_nodes and hmm_density_max instead of table_density"))
+            if p.table_density and (len(p.table_density) < 3 or p.table_density[0] != 0
+                                    or np.any(np.diff(p.table_density) <= 0)):
+                probs.append(("table_density", "needs 0 and at least 2 increasing density nodes", "fix the nodes"))
+            return probs
         if p.diagram == "tabulated":
             if len(p.table_density) < 2 or (p.table_flow and len(p.table_flow) != len(p.table_density)):
                 probs.append(("table_flow", "need >= 2 table_density values and as many table_flow values "
@@ -148,10 +211,15 @@ class LWRSolver(Solver):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.seg = segment(p.road_length, p.cells, self.rank, self.size)
         self.dx = p.road_length / p.cells
-        self.table = (np.array(p.table_flow, dtype=np.float64) if p.table_flow
-                      else np.zeros(len(p.table_density)))
         self.new_table = None
-        self.fd = make_diagram(p, self.table if p.diagram == "tabulated" else None)
+        if p.diagram == "hmm":
+            self.answered = answered_diagram(p)
+            self.table = self.answered.table
+            self.fd = self.answered.tabulated()
+        else:
+            self.table = (np.array(p.table_flow, dtype=np.float64) if p.table_flow
+                          else np.zeros(len(p.table_density)))
+            self.fd = make_diagram(p, self.table if p.diagram == "tabulated" else None)
         self.checked_dt = None
         x = self.seg.centers[:, 0]
         right = p.initial_density if p.initial_density_right is None else p.initial_density_right
@@ -179,11 +247,15 @@ class LWRSolver(Solver):
         up = np.zeros((1 if seg.first else 0, 1))
         down = np.full((1 if seg.last else 0, 1), seg.length)
         f = {q: FieldSpec("float64", 1, UNITS[q], seg.centers) for q in self.CELL_OUTPUTS}
-        for name in self.END_OUTPUTS + self.field_names(self.params)[1]:
+        outs, ins = self.field_names(self.params)
+        for name in outs[len(self.CELL_OUTPUTS):] + ins:
             end, _, q = name.partition("_")
             if name == "fundamental_flow":
                 pts = np.array(self.params.table_density)[:, None] if self.rank == 0 else np.zeros((0, 1))
                 f[name] = FieldSpec("float64", 1, "veh/s", pts)
+            elif name in ("flux_query", "flux_answer"):
+                pts = self.answered.points if self.rank == 0 else np.zeros((0, 1))
+                f[name] = FieldSpec("float64", 1, "veh/m" if name == "flux_query" else "veh/s", pts)
             else:
                 f[name] = FieldSpec("float64", 1, UNITS[q], up if end == "upstream" else down,
                                     extensive=q == "vehicles")
@@ -208,11 +280,18 @@ class LWRSolver(Solver):
         if self.size > 1:
             self.comm.Bcast(flag, root=0)
         if flag[0]:
-            table = self.new_table if self.rank == 0 else np.empty(len(self.table))
+            hmm = self.params.diagram == "hmm"
+            n = len(self.answered.rounds[0]) if hmm else len(self.table)
+            table = self.new_table if self.rank == 0 else np.empty(n)
             if self.size > 1:
                 self.comm.Bcast(table, root=0)
-            self.table, self.new_table = table.copy(), None
-            self.fd = make_diagram(self.params, self.table)
+            self.new_table = None
+            if hmm:
+                self.answered.store(table)
+                self.table, self.fd = self.answered.table, self.answered.tabulated()
+            else:
+                self.table = table.copy()
+                self.fd = make_diagram(self.params, self.table)
             self.checked_dt = None
 
     def _check_cfl(self, dt):
@@ -225,7 +304,7 @@ class LWRSolver(Solver):
 
     def advance(self, t, dt):
         p, seg = self.params, self.seg
-        if p.diagram == "tabulated" and not p.table_flow:
+        if p.diagram == "hmm" or (p.diagram == "tabulated" and not p.table_flow):
             self._sync_table()
         fd = self.fd
         self._check_cfl(dt)
@@ -299,6 +378,8 @@ class LWRSolver(Solver):
             v0 = fd.q[1] / fd.rho[1] if isinstance(fd, Tabulated) else fd.v_free      # q'(0)
             q = fd.flow(self.rho)
             return np.where(self.rho > 0, q / np.maximum(self.rho, 1e-300), v0)
+        if name == "flux_query" and self.params.diagram == "hmm":
+            return self.answered.query() if self.rank == 0 else np.zeros(0)
         if name not in self.END_OUTPUTS:
             raise KeyError(f"traffic.lwr has no output {name!r}")
         end, _, q = name.partition("_")
@@ -320,6 +401,12 @@ class LWRSolver(Solver):
         if name == "fundamental_flow":
             if len(data):
                 self.new_table = data.reshape(-1).copy()
+        elif name == "flux_answer" and self.params.diagram == "hmm":
+            if len(data):
+                q = data.reshape(-1)
+                if not np.all(np.isfinite(q)) or np.any(q < 0):
+                    raise ValueError(f"traffic.lwr: answered flows must be finite and >= 0, got {q}")
+                self.new_table = q.copy()
         elif name in self.inputs:
             if len(data):
                 self.inputs[name] = float(data.reshape(-1)[0])
@@ -354,11 +441,17 @@ class LWRSolver(Solver):
              "queues": np.concatenate([[self.up_queue, self.last_dt], self.ramp_queue]),
              "inputs": np.array([self.inputs[k] for k in sorted(self.inputs)])}
         s.update({f"cum_{k}": v.copy() for k, v in self.cum.items()})
+        if self.params.diagram == "hmm":
+            s.update(self.answered.state())
         return s
 
     def restore(self, state):
         self.rho, self.flux = state["rho"].copy(), state["flux"].copy()
-        if not np.array_equal(state["table"], self.table):
+        if self.params.diagram == "hmm":
+            self.answered.restore(state)
+            self.table, self.fd = self.answered.table, self.answered.tabulated()
+            self.checked_dt = None
+        elif not np.array_equal(state["table"], self.table):
             self.table = state["table"].copy()
             self.fd = make_diagram(self.params, self.table if self.params.diagram == "tabulated" else None)
             self.checked_dt = None

@@ -378,8 +378,15 @@ class Farm:
 
     # --- stateless -----------------------------------------------------------
     def _answer_rows(self, rows: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Answers (g, n_answer) and failed flags (g,) for task rows (g, n_query) on this team."""
+        """Answers (g, n_answer) and failed flags (g,) for task rows (g, n_query) on this team.
+
+        Batch classes run the rows in lock-step; others one at a time (one instance, reused),
+        so that one failing query never touches another's run.
+        """
         g = len(rows)
+        if g > 1 and not self.batch:
+            pairs = [self._answer_rows(rows[i:i + 1], points[i:i + 1]) for i in range(g)]
+            return np.vstack([a for a, _ in pairs]), np.concatenate([f for _, f in pairs])
         while len(self.pool) < g:
             self.pool.append(self._construct(self._params(rows[len(self.pool)])))
         instances = self.pool[:g]

@@ -67,7 +67,8 @@ def auto_delays(n_rows: int, n_snapshots: int) -> int:
 # ----------------------------------------------------------------------------- POD
 @dataclass
 class POD:
-    """Proper orthogonal decomposition (SVD of the uncentred snapshots unless ``centered``).
+    """Proper orthogonal decomposition of the fluctuations about the time mean (SVD of the centred
+    snapshots, as usual for POD: Taira et al., AIAA J. 55, 2017), or of the raw snapshots.
 
     singular_values (r,); energy (r,) fraction sigma_i^2 / sum sigma^2;
     modes (n, k) unit columns; coefficients (k, n_t); mean (n,) (zeros when not centered).
@@ -81,8 +82,12 @@ class POD:
     centered: bool
 
 
-def pod(X: np.ndarray, keep: int = 20, centered: bool = False) -> POD:
-    """POD of ``X`` (n, n_t); keeps the first ``keep`` modes and all singular values."""
+def pod(X: np.ndarray, keep: int = 20, centered: bool = True) -> POD:
+    """POD of ``X`` (n, n_t); keeps the first ``keep`` modes and all singular values.
+
+    ``centered``: decompose ``X`` minus its time mean (the mean field is kept in ``mean``), so
+    the energy fractions are those of the fluctuations; otherwise the raw snapshots.
+    """
     mean = X.mean(axis=1) if centered else np.zeros(X.shape[0])
     U, s, Vt = np.linalg.svd(X - mean[:, None], full_matrices=False)
     total = float(np.sum(s ** 2))

@@ -5,7 +5,8 @@ when complete, so a reader never sees half a file)::
 
     /                            attrs: source (OUTDIR), conventions (text), methods
     /<solver>/<field>            attrs: t_from, t_to, dt, n_snapshots, n_values, delays
-        pod/singular_values (r,)   pod/energy (r,) fraction   pod/modes (n, k)   pod/coefficients (k, n_t)
+        pod/singular_values (r,)   pod/energy (r,) fraction of the fluctuation energy (about the time mean)
+        pod/modes (n, k)           pod/coefficients (k, n_t)   pod/mean (n,) the time mean
         dmd/lambda (r,) complex    continuous eigenvalue, 1/time unit, = ln(mu)/dt
         dmd/mu (r,) complex        discrete eigenvalue over one output interval
         dmd/growth_rate (r,)       Re lambda             dmd/frequency (r,)  Im lambda / 2 pi (cycles/time)
@@ -131,7 +132,7 @@ def _write(path: Path, outdir: Path, results: list[dict], opts: Options) -> None
                 p = res["pod"]
                 h = g.create_group("pod")
                 h["singular_values"], h["energy"] = p.singular_values, p.energy
-                h["modes"], h["coefficients"] = p.modes, p.coefficients
+                h["modes"], h["coefficients"], h["mean"] = p.modes, p.coefficients, p.mean
             for name in ("dmd", "bopdmd"):
                 if name in res:
                     _write_modes(g.create_group(name), res[name])
@@ -159,7 +160,7 @@ def summary_lines(res: dict, top: int = 8) -> list[str]:
              + (f" (delay-embedded x{res['delays']})" if res["delays"] > 1 else "")]
     if "pod" in res:
         e = res["pod"].energy
-        lines.append("  POD energy: " + ", ".join(f"{100 * v:.4g}%" for v in e[:5])
+        lines.append("  POD energy (fluctuations about the time mean): " + ", ".join(f"{100 * v:.4g}%" for v in e[:5])
                      + f"  (first mode {100 * e[0]:.5g}%, {int(np.searchsorted(np.cumsum(e), 0.999) + 1)} "
                        "modes hold 99.9%)")
     for name in ("dmd", "bopdmd"):
@@ -170,13 +171,18 @@ def summary_lines(res: dict, top: int = 8) -> list[str]:
         lines.append("      growth 1/t   frequency 1/t      period   amplitude  time scale"
                      + ("   phase speed" if np.any(np.isfinite(r.phase_speed)) else ""))
         shown = 0
-        # less than 1/100 of a cycle over the record: a real eigenvalue (fits leave a tiny Im lambda)
-        real = np.abs(r.omega) * (s.time[-1] - s.time[0]) < 2 * np.pi * 0.01
+        # Fewer than 0.1 cycles visible (over the record, or over the mode's decay time if shorter):
+        # not an oscillation but a relaxation or trend (noisy fits leave a small Im lambda on those).
+        span = s.time[-1] - s.time[0]
+        with np.errstate(divide="ignore"):
+            visible = np.minimum(span, 1 / np.abs(r.growth_rate))
+        real = np.abs(r.omega) * visible < 2 * np.pi * 0.1
         for j in range(len(r.lam)):
-            if not real[j] and np.any(np.isclose(r.lam[:j], np.conj(r.lam[j]), rtol=1e-6, atol=1e-12)):
+            if r.omega[j] != 0 and np.any(np.isclose(r.lam[:j], np.conj(r.lam[j]), rtol=1e-6, atol=1e-12)):
                 continue            # the conjugate partner of a row already shown
             pair = not real[j]
-            amp = r.amplitude[j] * (2 if pair else 1)
+            partner = r.omega[j] != 0 and np.any(np.isclose(r.lam, np.conj(r.lam[j]), rtol=1e-6, atol=1e-12))
+            amp = r.amplitude[j] * (2 if partner else 1)
             g, f = r.growth_rate[j], 0.0 if real[j] else abs(r.frequency[j])
             if abs(r.lam[j]) * r.dt < 1e-9:
                 kind = "steady"

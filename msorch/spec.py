@@ -120,18 +120,49 @@ class ConvergenceSpec:
     field: str = _setting(doc="a coupling target '<solver>.<input>'", example="left.temperature")
     relative: float | None = _setting(None, "relative tolerance on the change of the field", gt=0)
     absolute: float | None = _setting(None, "absolute tolerance on the change of the field", gt=0)
+    over: str = _setting("window", "samples the change is measured over: the whole window's, "
+                         "or only the window end's (preCICE)", choices=("window", "end"))
 
 
 @dataclass(frozen=True)
 class AccelerationSpec:
-    """Fixed-point acceleration of implicit iterations."""
+    """Fixed-point acceleration of implicit iterations.
+
+    Method-specific settings default to None, "the method's default" (see
+    ``couplings/acceleration.py``); a method declares the ones it uses in its
+    ``SETTINGS`` and only those are passed to it.
+    """
 
     kind: str = _setting("constant", "acceleration method")
     relaxation: float = _setting(0.5, "under-relaxation factor", gt=0, le=1)
     initial_relaxation: float = _setting(0.5, "relaxation of the first iteration of a window",
                                          gt=0, le=1)
-    reuse: int = _setting(0, "number of past windows whose iterations are reused", ge=0)
+    reuse: int = _setting(8, "number of past windows whose iterations are reused", ge=0)
     fields: tuple[str, ...] = _setting((), "coupling targets to accelerate")
+    filter: str | None = _setting(None, "QR filter of the quasi-Newton columns (default qr2)",
+                                  choices=("qr1", "qr2"))
+    filter_limit: float | None = _setting(None, "filter threshold (default 2e-3)", gt=0, le=0.5)
+    update_at_convergence: bool | None = _setting(
+        None, "add the converged iteration's columns to the history (default true)")
+    max_used_iterations: int | None = _setting(None, "most quasi-Newton columns kept "
+                                               "(default: no limit)", ge=1)
+    start: str | None = _setting(None, "Aitken factor of a window's first iteration: "
+                                 "initial_relaxation, or from the previous window (default)",
+                                 choices=("initial", "previous"))
+    over: str | None = _setting(None, "samples the Aitken factor is computed from (default end)",
+                                choices=("window", "end"))
+    restart: str | None = _setting(None, "IMVJ restart mode (default none)",
+                                   choices=("none", "zero", "ls"))
+    chunk_size: int | None = _setting(None, "IMVJ windows between restarts (default 8)", ge=1)
+    restart_reuse: int | None = _setting(None, "IMVJ windows used by the ls restart (default 2)",
+                                         ge=1)
+
+    def options(self, settings=None) -> dict[str, Any]:
+        """Constructor keywords: the set settings, restricted to ``settings`` if given."""
+        skip = ("kind", "fields")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in skip and getattr(self, f.name) is not None}
+        return values if settings is None else {k: v for k, v in values.items() if k in settings}
 
 
 @dataclass(frozen=True)
@@ -1034,9 +1065,31 @@ class _Reader:
         if isinstance(acc, dict):
             if isinstance(acc.get("kind"), str):
                 self._plugin("acceleration", acc["kind"], "scheme.acceleration.kind")
+                self._acceleration_settings(acc)
             for i, name in _raw_items(acc, "fields", str):
                 self._target(name, _join("scheme.acceleration.fields", i), targets)
         return SchemeSpec(**values) if len(values) == len(dataclasses.fields(SchemeSpec)) else None
+
+    def _acceleration_settings(self, acc: dict) -> None:
+        """Settings given for a method that does not use them (per its ``SETTINGS``)."""
+        try:
+            cls = registry.load("acceleration", acc["kind"])
+        except Exception:   # unknown kind or broken plugin: reported by _plugin
+            return
+        settings = getattr(cls, "SETTINGS", None)
+        known = {f.name for f in dataclasses.fields(AccelerationSpec)} - {"kind", "fields"}
+        given = {k: v for k, v in acc.items() if k in known}
+        # The three original settings were always accepted for every kind: still tolerated.
+        legacy = {"relaxation", "initial_relaxation", "reuse"}
+        if settings is not None:
+            for key in given:
+                if key not in settings and key not in legacy:
+                    self.add(_join("scheme.acceleration", key),
+                             f"{key} is not used by kind {acc['kind']!r}",
+                             f"remove it ({acc['kind']} uses: {', '.join(sorted(settings))})")
+        check = getattr(cls, "check", None)
+        for key, message, fix in (check(given) if callable(check) else ()):
+            self.add(_join("scheme.acceleration", key), message, fix)
 
     def _order(self, order: tuple[str, ...] | None, solvers: dict[str, dict]):
         if order is None:

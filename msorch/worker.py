@@ -169,14 +169,16 @@ class Worker:
         measures = {i: k for k, i in enumerate(plan.converged_on)}
         self.measure_of = {inb.index: measures[inb.index] for inb in self.inbound if inb.index in measures}
         self.criteria = [(c.relative, c.absolute) for c in scheme.convergence]
+        self.measure_end = [c.over == "end" for c in scheme.convergence]
         acc = scheme.acceleration
         if acc is not None:
             cls = registry.load("acceleration", acc.kind)
             # Every rank names every accelerated field (size 0 where it holds none):
             # per-field scaling reduces over all of them collectively.
             blocks = [by_index[i].used[1:].size if i in by_index else 0 for i in plan.accelerated]
-            self.accelerator = cls(self.ctx.solvers, relaxation=acc.relaxation,
-                                   initial_relaxation=acc.initial_relaxation, reuse=acc.reuse, blocks=blocks)
+            samples = [self.job.solvers[self.job.couplings[i].source].substeps for i in plan.accelerated]
+            self.accelerator = cls(self.ctx.solvers, blocks=blocks, samples=samples,
+                                   **acc.options(getattr(cls, "SETTINGS", None)))
 
     # --- the window loop ----------------------------------------------------
     def run(self, first_window: int = 0):
@@ -296,6 +298,9 @@ class Worker:
             sums = self._run_stage(t_w)
             rel, converged = self._converged(sums)
             if converged or k == max_it - 1:
+                if self.accelerator is not None:
+                    self.phase = "acceleration"
+                    self.accelerator.converged(*self._acc_vectors())
                 self._close_window()
                 return k + 1, rel, int(converged)
         for hook in self.hooks:
@@ -357,8 +362,11 @@ class Worker:
             inb.new = data
 
     def _measure(self, sums, inb, data):
-        r = data - inb.used[1:]
         m = self.measure_of[inb.index]
+        if self.measure_end[m]:     # only the window end's sample (preCICE's measure)
+            data, r = data[-1], data[-1] - inb.used[-1]
+        else:
+            r = data - inb.used[1:]
         sums[m, 0] += float(np.vdot(r, r).real)
         sums[m, 1] += float(np.vdot(data, data).real)
 
@@ -397,14 +405,19 @@ class Worker:
             for inb in self.acc_inbound:
                 inb.used[1:] = inb.new
             return
-        x = np.concatenate([inb.used[1:].ravel() for inb in self.acc_inbound]) if self.acc_inbound else np.zeros(0)
-        xt = np.concatenate([inb.new.ravel() for inb in self.acc_inbound]) if self.acc_inbound else np.zeros(0)
-        nxt = self.accelerator.update(x, xt)
+        nxt = self.accelerator.update(*self._acc_vectors())
         pos = 0
         for inb in self.acc_inbound:
             size = inb.used[1:].size
             inb.used[1:] = nxt[pos:pos + size].reshape(inb.used[1:].shape)
             pos += size
+
+    def _acc_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's (x, x_tilde) of the accelerated fields: what was used, what came back."""
+        if not self.acc_inbound:
+            return np.zeros(0), np.zeros(0)
+        return (np.concatenate([inb.used[1:].ravel() for inb in self.acc_inbound]),
+                np.concatenate([inb.new.ravel() for inb in self.acc_inbound]))
 
     def _close_window(self):
         """The window's last values start the next one; loop-closing data is held constant."""

@@ -25,7 +25,7 @@ other traffic on it and no communicator has to be freed.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -58,6 +58,15 @@ class Acceleration:
         ``samples[b]`` equal parts, oldest first, the last being the window
         end (:class:`Aitken` with ``over="end"`` uses only those).
     """
+
+    #: Spec settings (``scheme.acceleration`` keys) this method uses; the spec
+    #: rejects the others and the worker passes only these as keywords.
+    SETTINGS: ClassVar[frozenset[str]] = frozenset({"relaxation", "initial_relaxation", "reuse"})
+
+    @classmethod
+    def check(cls, settings: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """Problems (key, what is wrong, fix) of the explicitly given ``settings``."""
+        return []
 
     def __init__(self, comm, *, relaxation: float = 0.5, initial_relaxation: float = 0.5,
                  reuse: int = 0, blocks: Sequence[int] | None = None,
@@ -199,6 +208,8 @@ class ConstantRelaxation(Acceleration):
     Needs no reductions and keeps no history.
     """
 
+    SETTINGS = frozenset({"relaxation"})
+
     def _update(self, x, x_tilde, r):
         return x + self.relaxation * r
 
@@ -226,6 +237,8 @@ class Aitken(Acceleration):
     second iterate is the exact fixed point (the Aitken factor is the secant
     step).
     """
+
+    SETTINGS = frozenset({"initial_relaxation", "start", "over"})
 
     def __init__(self, comm, *, start: str = "previous", over: str = "end", **kwargs):
         super().__init__(comm, **kwargs)
@@ -325,7 +338,10 @@ class IQNILS(Acceleration):
       problem and the filter.
     """
 
-    def __init__(self, comm, *, filter: str = "qr2", filter_limit: float = 1e-2,
+    SETTINGS = frozenset({"initial_relaxation", "reuse", "filter", "filter_limit",
+                          "update_at_convergence", "max_used_iterations"})
+
+    def __init__(self, comm, *, filter: str = "qr2", filter_limit: float = 2e-3,
                  update_at_convergence: bool = True, max_used_iterations: int | None = None,
                  **kwargs):
         super().__init__(comm, **kwargs)
@@ -538,6 +554,19 @@ class IQNIMVJ(IQNILS):
     ``reuse`` is not used by this method (the Jacobian carries the past).
     """
 
+    SETTINGS = (IQNILS.SETTINGS - {"reuse"}) | {"restart", "chunk_size", "restart_reuse"}
+
+    @classmethod
+    def check(cls, settings):
+        restart = settings.get("restart", "none")
+        problems = []
+        for key, modes in (("chunk_size", ("zero", "ls")), ("restart_reuse", ("ls",))):
+            if key in settings and restart not in modes:
+                problems.append((key, f"{key} is only used with restart: {' or '.join(modes)} "
+                                 f"(restart is {restart!r})",
+                                 f"remove {key}, or set restart: {modes[-1]}"))
+        return problems
+
     def __init__(self, comm, *, restart: str = "none", chunk_size: int = 8,
                  restart_reuse: int = 2, **kwargs):
         super().__init__(comm, **kwargs)
@@ -552,7 +581,8 @@ class IQNIMVJ(IQNILS):
         self._J: np.ndarray | None = None            # restart "none": local rows (n_local, n)
         self._Wt = np.zeros((0, 0))                  # other modes: [W~_1 .. W~_t] (n_local, m)
         self._Zt = np.zeros((0, 0))                  # and [Z_1^T .. Z_t^T] (n_local, m)
-        self._chunks = np.zeros(0, dtype=np.int64)   # window count in the current sum
+        self._chunks = np.zeros(0, dtype=np.int64)   # columns of each term of the sum
+        self._since_restart = 0                      # windows added since the last restart
         self.restarts = 0
         self._counts: np.ndarray | None = None       # local lengths of all ranks ("none")
 
@@ -618,7 +648,9 @@ class IQNIMVJ(IQNILS):
         term = self._term(self._tags == self._window, scale, subtract_jacobian=True)
         if term is not None:
             self._add_to_jacobian(*term)
-        if self.restart != "none" and len(self._chunks) >= self.chunk_size:
+        self._since_restart += 1
+        if self.restart != "none" and self._since_restart >= self.chunk_size:
+            self._since_restart = 0
             self.restarts += 1
             self._Wt, self._Zt = np.zeros((self._n, 0)), np.zeros((self._n, 0))
             self._chunks = np.zeros(0, dtype=np.int64)
@@ -646,7 +678,7 @@ class IQNIMVJ(IQNILS):
     # ------------------------------------------------------------------ checkpoint
     def _state(self):
         st = super()._state()
-        st["restarts"] = np.array([self.restarts], dtype=np.int64)
+        st["restarts"] = np.array([self.restarts, self._since_restart], dtype=np.int64)
         if self.restart == "none":
             if self._J is not None:
                 st["J"] = self._J
@@ -656,7 +688,7 @@ class IQNIMVJ(IQNILS):
 
     def _restore(self, state):
         super()._restore(state)
-        self.restarts = int(state["restarts"][0])
+        self.restarts, self._since_restart = (int(v) for v in state["restarts"])
         self._J = state.get("J")
         if self.restart != "none":
             self._Wt, self._Zt = state["Wt"], state["Zt"]

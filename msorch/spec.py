@@ -845,6 +845,8 @@ class _Reader:
         if values is None:
             return draft
         draft.update({key: values.get(key) for key in ("kind", "ranks", "output")})
+        if name in self.driven:   # a pattern's farm: its instances write no results of their own
+            draft["output"] = OutputSpec(fields=())
         if draft["kind"] is not None:
             draft["cls"] = self._solver_class(draft["kind"], _join(path, "kind"))
         if draft["cls"] is not None and "params" in values:

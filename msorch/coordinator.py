@@ -21,6 +21,7 @@ from . import signals, status
 from .messages import NONE, TAG_CONTROL, TAG_ERROR, TAG_PATTERN0, TAG_REPORT, TAG_STALL, Control, report_width
 from .output import write_pattern_stats, write_summary
 from .schedule import checkpoint_due
+from .timing import PHASES, TAG_TIMING
 from .watchdog import watchdogs_possible
 
 LEASE_SECONDS = 0.05
@@ -38,6 +39,9 @@ class Coordinator:
         self.roots = {name: ranks[0] for name, ranks in ctx.layout.groups.items()}
         self.width = report_width(len(ctx.plan.converged_on))
         self.records: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
+        # per group: (n_windows, n_ranks, len(PHASES)) seconds per phase (see msorch.timing)
+        self.phases: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
+        self.first_window = 0
         self.position = {name: NONE for name in self.roots}
         self.stalls: dict[int, dict] = {}   # world rank -> its watchdog's "stuck" note
         # Coupling patterns' per-window statistics rows (tag TAG_PATTERN0 + i; couplings/patterns).
@@ -52,6 +56,7 @@ class Coordinator:
         world = self.ctx.world
         n = self.job.time.n_windows
         self.t_start = time.perf_counter()
+        self.first_window = first_window
         # Without watchdogs (no MPI_THREAD_MULTIPLE) only the group roots' reports tell progress.
         watched = [r for ranks in self.ctx.layout.groups.values() for r in ranks] if watchdogs_possible() \
             else list(self.roots.values())
@@ -102,6 +107,8 @@ class Coordinator:
         state = {"window": np.array([done], dtype=np.int64)}
         for name, rows in self.records.items():
             state[f"records.{name}"] = np.vstack(rows) if rows else np.zeros((0, self.width))
+        for name, rows in self.phase_table().items():
+            state[f"phases.{name}"] = rows
         for i, rows in enumerate(self.pattern_rows):
             state[f"patterns.{i}"] = np.vstack(rows) if rows else np.zeros((0, self.pattern_stats[i][2]))
         t = self.job.time.start + (done + 1) * self.job.time.window
@@ -119,6 +126,8 @@ class Coordinator:
         for name in self.records:
             rows = state.get(f"records.{name}")
             self.records[name] = [rows] if rows is not None and len(rows) else []
+            rows = state.get(f"phases.{name}")   # absent in checkpoints written before the timeline
+            self.phases[name] = [rows] if rows is not None and len(rows) else []
         for i in range(len(self.pattern_rows)):
             rows = state.get(f"patterns.{i}")
             self.pattern_rows[i] = [rows] if rows is not None and len(rows) else []
@@ -139,6 +148,12 @@ class Coordinator:
             rows = buf.reshape(-1, self.width)
             name = self.ctx.layout.solver_of(src)[0]
             self.records[name].append(rows)
+            # The root sends its ranks' phase rows right after: take them now, so that
+            # records and phases always cover the same windows (checkpoints included).
+            world.Probe(source=src, tag=TAG_TIMING, status=status)
+            buf = np.empty(status.Get_count(MPI.DOUBLE), dtype=np.float64)
+            world.Recv(buf, source=src, tag=TAG_TIMING)
+            self.phases[name].append(buf.reshape(-1, len(self.ctx.layout.groups[name]), len(PHASES)))
             self.position[name] = int(rows[-1, 0])
             self.heard_from[src] = time.monotonic()
             if name == next(iter(self.roots)):
@@ -206,8 +221,22 @@ class Coordinator:
             if self.job.scheme.kind == "implicit":
                 res = " ".join(f"{r:.2e}" for r in row[4:])
                 extra = f"  iterations {int(row[1]):3d}  residual {res}{'' if row[3] else '  NOT CONVERGED'}"
-            print(f"[msorch] window {w + 1:>{len(str(n))}}/{n}  t = {t:.6g}{extra}  {row[2] * 1e3:.3f} ms",
+            eta = self.eta(w + 1)
+            eta = f"  ETA {eta:.0f} s" if eta is not None and w != n - 1 else ""
+            print(f"[msorch] window {w + 1:>{len(str(n))}}/{n}  t = {t:.6g}{extra}  {row[2] * 1e3:.3f} ms{eta}",
                   flush=True)
+
+    def eta(self, done: int) -> float | None:
+        """Seconds to finish at this run's mean window rate so far (None before a window is done)."""
+        ran = done - self.first_window
+        if ran <= 0 or not hasattr(self, "t_start"):
+            return None
+        return (self.job.time.n_windows - done) * (time.perf_counter() - self.t_start) / ran
+
+    def phase_table(self) -> dict[str, np.ndarray]:
+        """Per group: (n_windows, n_ranks, len(PHASES)) seconds per phase, all windows so far."""
+        return {name: np.concatenate(rows) if rows else np.zeros((0, len(self.ctx.layout.groups[name]), len(PHASES)))
+                for name, rows in self.phases.items()}
 
     def write_status(self, state: str, message: str | None = None) -> None:
         """OUTDIR/status.json: state (running|finished|stopped|failed), windows done, time reached."""
@@ -219,8 +248,9 @@ class Coordinator:
         self._last_status = time.monotonic()
 
     def finish(self, records, extra_attrs: dict):
+        phases = self.phase_table()
         path = write_summary(self.ctx.outdir, self.job, self.ctx.layout, records,
-                             len(self.ctx.plan.converged_on), extra_attrs)
+                             len(self.ctx.plan.converged_on), extra_attrs, phases=phases)
         if self.job.scheme.kind == "implicit":
             first = next(iter(records.values()))
             its = first[:, 1]
@@ -231,6 +261,10 @@ class Coordinator:
                 t = rows[:, 2]
                 print(f"[msorch] {name}: {t.sum():.3f} s in {len(t)} windows (mean {t.mean() * 1e3:.3f} ms, "
                       f"max {t.max() * 1e3:.3f} ms)", flush=True)
+            if len(phases.get(name, ())):
+                per_rank = phases[name].sum(axis=0)          # (n_ranks, len(PHASES))
+                split = ", ".join(f"{p} {per_rank[:, j].mean():.3f}" for j, p in enumerate(PHASES))
+                print(f"[msorch] {name}: seconds per rank (mean over {len(per_rank)}): {split}", flush=True)
         if self.pattern_stats:
             groups = {}
             for (pattern, module, width), rows in zip(self.pattern_stats, self.pattern_rows):

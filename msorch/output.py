@@ -12,9 +12,14 @@ Layout of ``OUTDIR/results.h5`` (what users open)::
                             (attr measures: the convergence fields, JSON)
     /coupling/converged     (n_windows,)    int8
     /timing/<solver>        (n_windows,)    wall seconds per window on the group root
+    /timing/<solver>.phases (n_windows, n_ranks, 5)  seconds per phase on each rank of the group
+                            (attrs: phases = compute, wait, exchange, output, checkpoint; ranks =
+                            world ranks); see msorch.timing
 
 Each group gathers its rows to its root (``Gatherv``), which writes its own
-file, so groups never wait for each other to write.  Points and field rows are
+file, so groups never wait for each other to write.  Next to each, the root
+keeps ``OUTDIR/<solver>.xmf`` (+ ``<solver>.mesh.h5``) for ParaView up to date
+at every flush (see :mod:`msorch.xdmf`).  Points and field rows are
 in group-rank order (rank 0's part first).
 """
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import gather_rows
+from .xdmf import XdmfWriter
+from .timing import PHASES
 
 
 class GroupWriter:
@@ -37,6 +44,7 @@ class GroupWriter:
         self.root = group.Get_rank() == 0
         self.path = Path(outdir) / f"{solver}.h5"
         self.file = None
+        self.xdmf = XdmfWriter(outdir, solver) if self.root else None   # OUTDIR/<solver>.xmf for ParaView
         self.started = False
         self.count = 0
         self._flushed = time.monotonic()
@@ -49,11 +57,13 @@ class GroupWriter:
         names = sorted(results) if self.fields is None else [n for n in self.fields if n in results]
         if not self.started:
             self.started = True
-            points, _ = gather_rows(self.group, np.asarray(solver.result_points(), dtype=np.float64))
+            points, counts = gather_rows(self.group, np.asarray(solver.result_points(), dtype=np.float64))
+            topology = self._gather_topology(solver, counts)
             if self.root:
                 import h5py
                 self.file = h5py.File(self.path, "w")
                 self.file.create_dataset("points", data=points)
+                self.xdmf.set_mesh("/", points, topology)
                 self.file.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8")
         gathered = {name: gather_rows(self.group, np.asarray(results[name]))[0] for name in names}
         if not self.root:
@@ -86,19 +96,30 @@ class GroupWriter:
             if name != "points":
                 dset.resize((count, *dset.shape[1:]))
 
+    def _gather_topology(self, solver, counts) -> np.ndarray | None:
+        """The group's result_topology() triangles in gathered point numbering (root), or None (collective)."""
+        local = solver.result_topology()
+        if not any(self.group.allgather(local is not None)):
+            return None
+        local = np.zeros((0, 3), np.int64) if local is None else np.asarray(local, np.int64).reshape(-1, 3)
+        offset = int(counts[:self.group.Get_rank()].sum())
+        return gather_rows(self.group, local + offset)[0]
+
     def flush(self):
         if self.file is not None:
             self.file.flush()
+            self.xdmf.write(self.file)   # after the flush: the XML never names rows not on disk
         self._flushed = time.monotonic()
 
     def close(self):
         if self.file is not None:
+            self.flush()
             self.file.close()
             self.file = None
 
 
 def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_measures: int,
-                  extra_attrs: dict) -> Path:
+                  extra_attrs: dict, phases: dict[str, np.ndarray] | None = None) -> Path:
     """The coordinator's ``results.h5``: metadata, coupling history, links to the groups."""
     import h5py
     path = Path(outdir) / "results.h5"
@@ -119,6 +140,10 @@ def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_m
         coupling.attrs["measures"] = json.dumps([c.field for c in job.scheme.convergence])
         for name, rows in records.items():
             timing[name] = rows[:, 2]
+        for name, table in (phases or {}).items():
+            dset = timing.create_dataset(f"{name}.phases", data=table)
+            dset.attrs["phases"] = json.dumps(PHASES)
+            dset.attrs["ranks"] = json.dumps(list(layout.groups[name]))
     return path
 
 

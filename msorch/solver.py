@@ -236,8 +236,11 @@ class Solver:
 
         None (default): the points are shown as they are (points, or a polyline
         when they lie on one axis).  Otherwise an int array (n_cells, 3) of
-        triangles whose entries index this rank's ``result_points()`` rows
-        (local numbering; the writer offsets them when it gathers the group).
+        triangles numbered from this rank's first ``result_points()`` row: the
+        writer adds the number of rows of the lower ranks, so entries may be
+        negative or past this rank's rows for cells that straddle ranks.  Give
+        each cell on exactly one rank.  Example (``fem.heat``): the triangles of
+        the cell rows this rank touches whose first vertex it owns, minus ``lo``.
         """
         return None
 

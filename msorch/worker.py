@@ -20,6 +20,7 @@ from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT
 from .output import GroupWriter
 from .schedule import Interpolation, checkpoint_due, interpolation
 from .solver import field_info_mismatches
+from .timing import CHECKPOINT, COMPUTE, EXCHANGE, OUTPUT, PHASES, TAG_TIMING, WAIT, PhaseClock
 
 
 def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.ndarray, what: str) -> np.ndarray:
@@ -141,6 +142,8 @@ class Worker:
         self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
         self.n_measures = len(self.ctx.plan.converged_on)
         self.rows: list[tuple] = []
+        self.phase_rows: list[list[float]] = []   # per window: seconds per timing.PHASES
+        self.clock = PhaseClock()
 
     def _initial_exchange(self):
         """Every output's value at t0 becomes sample 0 of its receivers' first window."""
@@ -192,9 +195,11 @@ class Worker:
         self.ctx.solvers.Barrier()
         last_window_done = time.perf_counter()
         self.stopped_early = False
+        clock = self.clock = PhaseClock()
         for w in range(first_window, n_windows):
             if w > control.lease_end:
                 control = self._next_control()
+            clock.lap(WAIT)
             self.window = w
             iterations, residuals, converged = self._window(w)
             now = time.perf_counter()
@@ -203,11 +208,15 @@ class Worker:
             t_end = job.time.start + (w + 1) * job.time.window
             self.phase = "output"
             self.writer.maybe_write(w + 1, t_end, self.solver)
+            clock.lap(OUTPUT)
+            self.phase_rows.append(clock.row())
             checkpoint = w < n_windows - 1 and checkpoint_due(job, w, control)
             if checkpoint or w in (control.report_at, control.lease_end, control.stop_at, n_windows - 1):
                 self._report()
             if checkpoint:
+                clock.lap(WAIT)
                 self._checkpoint(w)
+                clock.lap(CHECKPOINT)
             if w == control.stop_at and w < n_windows - 1:
                 self.stopped_early = True
                 break
@@ -277,10 +286,16 @@ class Worker:
         return Control.unpack(buf)
 
     def _report(self):
+        # Every rank's phase rows go to the root (one small Gather per report), then to rank 0.
+        phases = np.array(self.phase_rows, dtype=np.float64).reshape(len(self.phase_rows), len(PHASES))
+        gathered = np.empty((self.group.Get_size(), *phases.shape)) if self.root else None
+        self.group.Gather(phases, gathered, root=0)
         if self.root and self.rows:
             rows = np.array(self.rows, dtype=np.float64)
             self.ctx.world.Send(rows, dest=0, tag=TAG_REPORT)
+            self.ctx.world.Send(np.ascontiguousarray(gathered.transpose(1, 0, 2)), dest=0, tag=TAG_TIMING)
         self.rows = []
+        self.phase_rows = []
 
     def _window(self, w: int) -> tuple[int, list[float], int]:
         """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
@@ -291,6 +306,7 @@ class Worker:
             return 1, [0.0] * self.n_measures, 1
         self.phase = "state"
         snapshot = {k: np.array(v, copy=True) for k, v in self.solver.state().items()}
+        self.clock.lap(COMPUTE)
         if self.accelerator is not None:
             self.accelerator.new_window()
         max_it = self.job.scheme.max_iterations
@@ -316,10 +332,13 @@ class Worker:
         Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
         """
         sums = np.zeros((self.n_measures, 2)) if self.implicit else None
+        clock = self.clock
+        clock.lap(EXCHANGE)
         self.phase = "receive"
         for inb in self.inbound:
             if inb.fresh:
                 self._receive(inb, sums)
+        clock.lap(WAIT)
         dt = self.spec.dt
         solver = self.solver
         for s in range(self.spec.substeps):
@@ -332,15 +351,18 @@ class Worker:
             self.phase = "get"
             for out in self.outbound:
                 out.views[s][...] = solver.get(out.field)
+        clock.lap(COMPUTE)
         self.phase = "send"
         for out in self.outbound:
             self._check_finite(out, len(out.samples))
             for ch in out.channels:
                 ch.send(out.samples)
+        clock.lap(EXCHANGE)
         self.phase = "receive"
         for inb in self.inbound:
             if not inb.fresh:
                 self._receive(inb, sums)
+        clock.lap(WAIT)
         return sums
 
         for hook in self.hooks:
@@ -386,6 +408,7 @@ class Worker:
         self.phase = "convergence"
         total = np.empty_like(sums)
         self.ctx.solvers.Allreduce(sums, total)
+        self.clock.lap(WAIT)
         rel, ok = [], True
         for (r2, x2), (relative, absolute) in zip(total, self.criteria):
             r, x = np.sqrt(r2), np.sqrt(x2)

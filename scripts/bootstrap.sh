@@ -44,7 +44,16 @@ if ((${#missing[@]})); then
         SUDO=(sudo)
     fi
     # Another apt/dpkg run holds the lock: wait for it rather than fail.
-    while pgrep -x apt-get >/dev/null || pgrep -x dpkg >/dev/null; do sleep 3; done
+    # (a /proc scan: a minimal Debian root has no procps, so no pgrep)
+    apt_busy() {
+        local comm f
+        for f in /proc/[0-9]*/comm; do
+            read -r comm < "$f" 2>/dev/null || continue
+            [[ "$comm" == apt-get || "$comm" == dpkg ]] && return 0
+        done
+        return 1
+    }
+    while apt_busy; do sleep 3; done
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q

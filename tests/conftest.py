@@ -37,6 +37,37 @@ def run_mpi(n: int, args: list[str], timeout: float = 120, cwd=None, env=None) -
                           cwd=cwd or ROOT, env=mpi_env(env))
 
 
+def pids_matching(text: str) -> list[int]:
+    """Processes whose command line contains ``text``: a /proc scan (no procps/pgrep on minimal roots)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:   # gone meanwhile
+            continue
+        if text in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def kill_matching(text: str, timeout: float = 30) -> None:
+    """SIGKILL every process whose command line contains ``text`` until none is left."""
+    import signal
+    import time
+    deadline = time.monotonic() + timeout
+    while pids := pids_matching(text):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert time.monotonic() < deadline, f"processes {pids} ({text!r}) survive SIGKILL"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def mpirun():
     """``mpirun(n, [script, args...])`` -> CompletedProcess (see :func:`run_mpi`)."""

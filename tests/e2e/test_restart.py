@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, mpi_env, run_msorch
+from conftest import ROOT, kill_matching, mpi_env, run_msorch
 
 JOBS = ROOT / "jobs"
 
@@ -63,12 +63,7 @@ def kill_everything(proc, spec) -> None:
     """SIGKILL the front end, mpirun and every rank, as a node failure would."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    pattern = f"msorch.runtime {spec}"
-    deadline = time.monotonic() + 30
-    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
-        subprocess.run(["pkill", "-9", "-f", pattern], check=False)
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    kill_matching(f"msorch.runtime {spec}")
 
 
 def assert_same_results(a: Path, b: Path, solvers) -> None:

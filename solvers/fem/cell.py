@@ -49,6 +49,9 @@ __all__ = ["CellParams", "CellSolver", "periodic_triangles", "homogenized"]
 
 #: Output: the homogenized tensor, row-major (A11, A12, A21, A22).
 TENSOR = "homogenized_conductivity"
+#: The same four numbers as scalar outputs: an HMM farm reduces each observable to one value,
+#: so ``answer: {from: [A11, A12, A21, A22]}`` fills a 4-component macro input.
+COMPONENTS = ("A11", "A12", "A21", "A22")
 LU_OPTIONS = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_ordering_type": "nd"}
 
 
@@ -93,7 +96,9 @@ class CellSolver(Solver):
     Fields: output ``homogenized_conductivity`` [W/(m K)], 4 components
     (A11, A12, A21, A22), one point per rank at the cell centre (0.5, 0.5)
     (dimensionless cell coordinates) holding the same global value on every
-    rank, so a mean over points and ranks is A* itself.
+    rank, so a mean over points and ranks is A* itself; and the same four
+    numbers as scalar outputs ``A11``, ``A12``, ``A21``, ``A22`` (HMM answers
+    name one scalar observable per answer component).
 
     Time plays no role: ``advance`` solves once after each :meth:`reset` or
     :meth:`initialize` and is free afterwards, so an HMM farm may use any
@@ -101,10 +106,12 @@ class CellSolver(Solver):
     """
 
     Params = CellParams
-    outputs = (TENSOR,)
+    outputs = (TENSOR, *COMPONENTS)
     query_settings = QUERY_SETTINGS
     field_info = {TENSOR: FieldInfo("W/(m K)", "homogenized tensor A* = <a(I + grad chi)>, row-major "
-                                    "(A11, A12, A21, A22), one point per rank", 4)}
+                                    "(A11, A12, A21, A22), one point per rank", 4),
+                  **{c: FieldInfo("W/(m K)", f"the component {c} of A* (for HMM answers)")
+                     for c in COMPONENTS}}
 
     @classmethod
     def check(cls, params):
@@ -212,12 +219,16 @@ class CellSolver(Solver):
 
     # --- data exchange -------------------------------------------------------
     def fields(self):
-        return {TENSOR: FieldSpec("float64", 4, "W/(m K)", np.array([[0.5, 0.5]]))}
+        centre = np.array([[0.5, 0.5]])
+        return {TENSOR: FieldSpec("float64", 4, "W/(m K)", centre),
+                **{c: FieldSpec("float64", 1, "W/(m K)", centre) for c in COMPONENTS}}
 
     def get(self, name):
-        if name != TENSOR:
-            raise KeyError(f"fem.cell has no output {name!r}; it has {TENSOR}")
-        return self.tensor.reshape(1, 4).copy()
+        if name == TENSOR:
+            return self.tensor.reshape(1, 4).copy()
+        if name in COMPONENTS:
+            return self.tensor[COMPONENTS.index(name)].reshape(1).copy()
+        raise KeyError(f"fem.cell has no output {name!r}; it has {', '.join(self.outputs)}")
 
     def put(self, name, data):
         raise KeyError(f"fem.cell has no inputs (got {name!r}); a query sets its Params "

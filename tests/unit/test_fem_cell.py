@@ -26,17 +26,22 @@ SQRT3 = math.sqrt(3.0)
 
 
 def anisotropic_laminate(m: Microstructure, x) -> np.ndarray:
-    """The closed-form laminate tensor (module docstring), written out from the phase tensors."""
-    k_a = cell_tensors(m, x, np.array([[m.theta / 2, 0.5]]))[0].reshape(2, 2)
-    k_b = cell_tensors(m, x, np.array([[(1 + m.theta) / 2, 0.5]]))[0].reshape(2, 2)
+    """The closed-form laminate tensor (module docstring), written out from the phase tensors.
+
+    ``x``: one macro point (2,) -> (2, 2), or points (n, 2) -> (n, 2, 2)."""
+    pts = np.atleast_2d(np.asarray(x, dtype=float))
+    n = len(pts)
+    k_a = cell_tensors(m, pts, np.tile([m.theta / 2, 0.5], (n, 1))).reshape(n, 2, 2)
+    k_b = cell_tensors(m, pts, np.tile([(1 + m.theta) / 2, 0.5], (n, 1))).reshape(n, 2, 2)
 
     def mean(f):
         return m.theta * f(k_a) + (1 - m.theta) * f(k_b)
 
-    a11 = 1.0 / mean(lambda k: 1.0 / k[0, 0])
-    r = mean(lambda k: k[0, 1] / k[0, 0])
-    a22 = mean(lambda k: k[1, 1] - k[0, 1] ** 2 / k[0, 0]) + a11 * r * r
-    return np.array([[a11, a11 * r], [a11 * r, a22]])
+    a11 = 1.0 / mean(lambda k: 1.0 / k[:, 0, 0])
+    r = mean(lambda k: k[:, 0, 1] / k[:, 0, 0])
+    a22 = mean(lambda k: k[:, 1, 1] - k[:, 0, 1] ** 2 / k[:, 0, 0]) + a11 * r * r
+    out = np.stack([a11, a11 * r, a11 * r, a22], axis=1).reshape(n, 2, 2)
+    return out[0] if np.ndim(x) == 1 else out
 
 
 def rates(errors):

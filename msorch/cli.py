@@ -151,7 +151,7 @@ def cmd_plot(args) -> int:
     if not (Path(args.outdir) / "results.h5").exists():
         print(f"msorch: error: no results.h5 in {args.outdir}", file=sys.stderr)
         return 2
-    for path in plot(Path(args.outdir)):
+    for path in plot(Path(args.outdir), args.times):
         print(path)
     return 0
 
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write OUTDIR/plots/: coupling iterations and residuals, time per window, "
                        "and every solver's output fields.")
     p.add_argument("outdir")
+    p.add_argument("--times", type=float, nargs="+", metavar="T",
+                   help="output times [s] of the 2-D field maps (default: first, middle, last)")
     p.set_defaults(func=cmd_plot)
     p = sub.add_parser("analyze", help="data-driven scales of a run (POD, DMD, multiresolution DMD)",
                        description="Decompose a run's output fields: POD energy spectrum, DMD continuous "

@@ -617,8 +617,9 @@ class IQNIMVJ(IQNILS):
                 self._J = np.zeros((self._n, Zg.shape[0]))
             self._J += Wt @ Zg.T
         else:
-            self._Wt = np.column_stack([Wt, self._Wt]) if self._Wt.size else Wt
-            self._Zt = np.column_stack([Zt, self._Zt]) if self._Zt.size else Zt
+            # shape[1], not size: a rank with an empty slice still has the columns.
+            self._Wt = np.column_stack([Wt, self._Wt]) if self._Wt.shape[1] else Wt
+            self._Zt = np.column_stack([Zt, self._Zt]) if self._Zt.shape[1] else Zt
             self._chunks = np.concatenate([[Wt.shape[1]], self._chunks])
 
     def _term(self, cols, scale, subtract_jacobian: bool):

@@ -12,13 +12,16 @@ iterate must agree to 1e-12 relative and the update counts must be identical.
 The final values are checked against ``solve(I - A, b)`` of the last window
 (residual 1e-10 relative, ||(I - A)^-1|| = 10 -> error < 1e-8).
 
-IQN-ILS with ``reuse = 1`` is the one documented exception after window 1:
-the reused tail columns of a converged window are residual differences of
-size ~1e-10 |x|, i.e. with ~1e-6 relative round-off noise, and the first
+IQN-ILS with ``reuse = 1`` and IQN-IMVJ (whose Jacobian carries past
+windows) are the documented exception after window 1: the tail columns of a
+converged window (and the column of the converged iteration itself, added
+by default, ``update_at_convergence``) are residual differences of size
+~1e-10 |x|, i.e. with ~1e-6 relative round-off noise, and the first
 least-squares step of the next window multiplies them by large
-coefficients.  Its iterates therefore differ between rank counts by ~1e-8
-relative (measured 2e-8 to 4e-8, accepted 1e-6); window 1 (no reused
-columns) must still match to 1e-12.
+coefficients.  Their iterates therefore differ between rank counts (measured
+up to 7e-6 relative with the converged column, 2e-8 to 4e-8 without;
+accepted 1e-4); window 1 (no history) must still match to 1e-12, and the
+final values must still be the fixed point.
 """
 from __future__ import annotations
 
@@ -68,10 +71,10 @@ def test_iterates_independent_of_rank_count(mpirun, tmp_path, serial, ranks):
         err = relative_deviation(it, it_ref)
         print(f"{ranks} ranks {name:<19} updates {updates.tolist()}, "
               f"max relative deviation from serial {err:.1e}")
-        if name == "IQNILS_reuse":
+        if name == "IQNILS_reuse" or name.startswith("IQNIMVJ"):   # history from past windows
             first = updates[0]
             assert relative_deviation(it[:first], it_ref[:first]) <= 1e-12
-            assert err <= 1e-6
+            assert err <= 1e-4
         else:
             assert err <= 1e-12, name
         assert relative_deviation(got[f"{name}_final"], exact) < 1e-8, name

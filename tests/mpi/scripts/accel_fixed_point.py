@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from couplings.acceleration import IQNILS, Aitken, ConstantRelaxation
+from couplings.acceleration import IQNILS, IQNIMVJ, Aitken, ConstantRelaxation
 
 N = 16
 FIELDS = (10, 6)                  # global lengths of the two coupled fields
@@ -26,7 +26,8 @@ TOL = 1e-10                       # ||H(x) - x|| <= TOL ||H(x)|| ends a window
 WINDOWS = 3
 MAX_UPDATES = 600
 METHODS = {"ConstantRelaxation": (ConstantRelaxation, {}), "Aitken": (Aitken, {}),
-           "IQNILS": (IQNILS, {}), "IQNILS_reuse": (IQNILS, {"reuse": 1})}
+           "IQNILS": (IQNILS, {}), "IQNILS_reuse": (IQNILS, {"reuse": 1}),
+           "IQNIMVJ": (IQNIMVJ, {}), "IQNIMVJ_ls": (IQNIMVJ, {"restart": "ls", "chunk_size": 2})}
 
 
 def problem(window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +64,7 @@ def run(comm, counts: list[int]) -> dict[str, np.ndarray]:
 
     results = {}
     for name, (cls, extra) in METHODS.items():
-        kwargs = dict(extra, blocks=local_blocks(lo, hi)) if cls is IQNILS else extra
+        kwargs = dict(extra, blocks=local_blocks(lo, hi)) if issubclass(cls, IQNILS) else extra
         acc = cls(comm, relaxation=0.5, initial_relaxation=0.5, **kwargs)
         x = np.zeros(hi - lo)
         iterates, updates = [], []
@@ -73,6 +74,7 @@ def run(comm, counts: list[int]) -> dict[str, np.ndarray]:
             for k in range(MAX_UPDATES + 1):
                 xt = A[lo:hi] @ gather(x) + b[lo:hi]
                 if norm(xt - x) <= TOL * norm(xt):
+                    acc.converged(x, xt)      # the window's end (IMVJ updates its Jacobian)
                     break
                 x = acc.update(x, xt)
                 iterates.append(gather(x))

@@ -115,6 +115,8 @@ def cmd_status(args) -> int:
               f"t = {state['time']:g} s (as of {state['updated']})")
         if state.get("message"):
             print(f"  {state['message']}")
+        if state["state"] == "running" and state.get("eta_seconds") is not None:
+            print(f"  estimated time to finish: {state['eta_seconds']:.0f} s (at this run's window rate)")
     checkpoints = find_checkpoints(outdir / "checkpoints") if (outdir / "checkpoints").is_dir() else []
     print(f"checkpoints: {len(checkpoints)}" + (f", newest {checkpoints[0]}" if checkpoints else ""))
     ids = (outdir / JOB_IDS).read_text().split() if (outdir / JOB_IDS).exists() else []

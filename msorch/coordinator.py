@@ -42,6 +42,7 @@ class Coordinator:
         # per group: (n_windows, n_ranks, len(PHASES)) seconds per phase (see msorch.timing)
         self.phases: dict[str, list[np.ndarray]] = {name: [] for name in self.roots}
         self.first_window = 0
+        self._eta_base: tuple[int, float] | None = None   # (windows done, perf_counter) at the first report
         self.position = {name: NONE for name in self.roots}
         self.stalls: dict[int, dict] = {}   # world rank -> its watchdog's "stuck" note
         # Coupling patterns' per-window statistics rows (tag TAG_PATTERN0 + i; couplings/patterns).
@@ -222,16 +223,20 @@ class Coordinator:
                 res = " ".join(f"{r:.2e}" for r in row[4:])
                 extra = f"  iterations {int(row[1]):3d}  residual {res}{'' if row[3] else '  NOT CONVERGED'}"
             eta = self.eta(w + 1)
-            eta = f"  ETA {eta:.0f} s" if eta is not None and w != n - 1 else ""
+            eta = f"  ETA {eta:.{1 if eta < 10 else 0}f} s" if eta is not None and w != n - 1 else ""
             print(f"[msorch] window {w + 1:>{len(str(n))}}/{n}  t = {t:.6g}{extra}  {row[2] * 1e3:.3f} ms{eta}",
                   flush=True)
 
     def eta(self, done: int) -> float | None:
-        """Seconds to finish at this run's mean window rate so far (None before a window is done)."""
-        ran = done - self.first_window
-        if ran <= 0 or not hasattr(self, "t_start"):
+        """Seconds to finish at the window rate since the first finished window of this run
+        (setup and the first window's warm-up excluded); None until two windows are done."""
+        now = time.perf_counter()
+        if self._eta_base is None or done < self._eta_base[0]:
+            if done > self.first_window:
+                self._eta_base = (done, now)
             return None
-        return (self.job.time.n_windows - done) * (time.perf_counter() - self.t_start) / ran
+        d0, t0 = self._eta_base
+        return (self.job.time.n_windows - done) * (now - t0) / (done - d0) if done > d0 else None
 
     def phase_table(self) -> dict[str, np.ndarray]:
         """Per group: (n_windows, n_ranks, len(PHASES)) seconds per phase, all windows so far."""

@@ -7,6 +7,7 @@ known values u = x + 10 y + t — an analytic reference independent of the write
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,7 +98,7 @@ def test_roads_are_polylines_and_single_points_vertices(msorch, tmp_path):
 def test_a_killed_run_still_opens(tmp_path):
     """SIGKILL of the whole job while it writes: the sidecar names only rows that are on disk."""
     spec = tmp_path / "sq.yaml"
-    slow = dict(SPEC, time={"start": 0.0, "end": 5.0, "window": 0.1})
+    slow = dict(SPEC, time={"start": 0.0, "end": 10.0, "window": 0.1})
     slow["solvers"] = {"sq": dict(SPEC["solvers"]["sq"], params={"n": 5, "sleep": 0.02})}
     slow["checkpoint"] = {"every_windows": 3}
     spec.write_text(yaml.safe_dump(slow))
@@ -115,6 +116,15 @@ def test_a_killed_run_still_opens(tmp_path):
             time.sleep(0.05)
         else:
             pytest.fail("no XDMF with 3 output times within 120 s")
+        # meanwhile `msorch status` tells the estimated time to finish, from the window rate
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = json.loads((out / "status.json").read_text()) if (out / "status.json").exists() else {}
+            if state.get("eta_seconds"):
+                break
+            time.sleep(0.05)
+        status = subprocess.run([sys.executable, "-m", "msorch", "status", str(out)], capture_output=True,
+                                text=True, env=env)
+        assert "estimated time to finish:" in status.stdout, status.stdout
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -128,4 +138,4 @@ def test_a_killed_run_still_opens(tmp_path):
             assert time.monotonic() < deadline, "sq.h5 still locked 10 s after the kill"
             time.sleep(0.1)
     steps = _check_square(xmf, 5)
-    assert 3 <= len(steps) < 51
+    assert 3 <= len(steps) < 101

@@ -50,11 +50,13 @@ The contract (refining ``/work/briefs/hmm_contract.md``)
 * **Stateless farm**: queries of a window are de-duplicated (with a cache),
   looked up in the cache (:class:`couplings.surrogate.AnswerCache`), then the
   surrogate (:class:`couplings.surrogate.GPSurrogate`, used where every
-  component's std < ``max_std``), and the rest are *tasks*.  Tasks are dealt
-  dynamically: farm rank 0 keeps the queue and also computes; every other team
-  leader holds two work units (``chunk`` queries) at a time and gets the next
-  one when it returns a result, so ranks that draw cheap queries take more.
-  Work units are sized to about 2 ms of measured micro work.  Instances are
+  component's std < ``max_std``), and the rest are *tasks*, broadcast to the
+  farm.  Tasks are self-scheduled: each team leader takes the next work unit
+  (``chunk`` queries) from a counter on farm rank 0 with an atomic MPI
+  fetch-and-add (one-sided, so no rank waits for a dealer that is busy
+  computing), and ranks that draw cheap queries take more units; answers go
+  back to farm rank 0 in one ``Gatherv``.  Work units are sized to about
+  0.2 ms of the measured micro work per query.  Instances are
   kept in a pool per team and reused through ``reset``.  A class with an
   ``advance_batch`` classmethod runs a whole work unit in lock-step with one
   batch call per step (``instance_ranks: 1`` only).  Answers depend only on
@@ -87,7 +89,6 @@ import math
 import sys
 import time
 import typing
-from collections import deque
 
 import numpy as np
 
@@ -97,9 +98,7 @@ from msorch.solver import NoParams, Solver
 
 # Tags on ctx.data (macro <-> farm root) for pattern i: _TAG0 + 4 i + {0 setup, 1 query, 2 answer}.
 _TAG0 = 600
-# Tags on the farm's own communicator.
-_T_CHUNK, _T_RESULT = 21, 22
-_UNIT_SECONDS = 2e-3   # target micro work per work unit
+_UNIT_SECONDS = 2e-4   # target micro work per work unit (one atomic fetch, ~3 us, per unit)
 
 
 class HMMError(RuntimeError):
@@ -126,6 +125,24 @@ def _describe(names, rows) -> str:
         return "query " + ", ".join(f"{n}={v:.9g}" for n, v in zip(names, rows[0]))
     return f"{len(rows)} queries " + ", ".join(f"{n}={rows[:, j].min():.6g}..{rows[:, j].max():.6g}"
                                                for j, n in enumerate(names))
+
+
+class _Phase:
+    """The worker phase 'micro run of <queries>', formatted only when the watchdog reports it.
+
+    The watchdog pickles the phase into its note: it then travels as the plain text.
+    """
+
+    __slots__ = ("names", "rows")
+
+    def __init__(self, names, rows):
+        self.names, self.rows = names, rows
+
+    def __str__(self) -> str:
+        return "micro run of " + _describe(self.names, self.rows)
+
+    def __reduce__(self):
+        return str, (str(self),)
 
 
 # ---------------------------------------------------------------------------
@@ -302,6 +319,16 @@ class Farm:
                 self.surrogate = GPSurrogate(self.nq, self.na, s.max_std, s.min_samples)
         self.queries = np.empty((self.n_points, self.nq))
         self.answers = np.empty((self.n_points, self.na))
+        self._win = None
+        if p.mode == "stateless" and self.n_teams > 1:
+            from mpi4py import MPI
+            # The shared work-unit counter (one int64 on farm rank 0), zeroed before first use.
+            self._win = MPI.Win.Allocate(8 if self.root else 0, 8, comm=self.comm)
+            if self.root:
+                self._win.Lock(0, MPI.LOCK_EXCLUSIVE)
+                self._win.Put(np.zeros(1, dtype=np.int64), 0)
+                self._win.Unlock(0)
+            self.comm.Barrier()
 
     # --- instances ----------------------------------------------------------
     def _construct(self, params):
@@ -324,14 +351,37 @@ class Farm:
                                f"is in {macro_units!r} but micro output {'; '.join(wrong)}")
 
     def _params(self, row):
+        """The base Params with the query's settings (``dataclasses.replace`` semantics)."""
         if not self.set_params:
             return self.base
-        return dataclasses.replace(self.base, **{n: cast(row[j]) for j, n, cast in self.set_params})
+        changes = {n: cast(row[j]) for j, n, cast in self.set_params}
+        base = self.base
+        if hasattr(base, "__post_init__") or not hasattr(base, "__dict__"):
+            return dataclasses.replace(base, **changes)
+        # Same result as replace() without re-running __init__ (a few us per query): a copy of
+        # the frozen instance's fields with the query's values in place.
+        new = object.__new__(type(base))
+        object.__setattr__(new, "__dict__", {**base.__dict__, **changes})
+        return new
 
     def _put_inputs(self, instances, rows) -> None:
-        for inst, row in zip(instances, rows):
-            for j, name in self.set_inputs:
-                inst.put(name, np.full(self.input_shapes[name], row[j]))
+        """Every value of each queried input = its query component (one vectorised fill per input)."""
+        g = len(instances)
+        for j, name in self.set_inputs:
+            buf, views = self._input_buffer(name, g)
+            buf[:g] = np.asarray(rows, dtype=np.float64)[:, j].reshape((g,) + (1,) * (buf.ndim - 1))
+            for inst, view in zip(instances, views):
+                inst.put(name, view)
+
+    def _input_buffer(self, name: str, g: int):
+        """A (>= g, *shape) buffer for input ``name`` and its row views, kept between windows."""
+        cached = self._inputs.get(name) if hasattr(self, "_inputs") else None
+        if cached is None or len(cached[0]) < g:
+            if not hasattr(self, "_inputs"):
+                self._inputs = {}
+            buf = np.zeros((max(g, 1), *self.input_shapes[name]))
+            self._inputs[name] = cached = (buf, list(buf))
+        return cached
 
     # --- one run of a group of instances -------------------------------------
     def _step(self, instances, t: float) -> None:
@@ -348,10 +398,14 @@ class Farm:
         sums = np.empty((g, self.na, 2)) if self.k > 1 else None
         out = np.empty((g, self.na))
         for j, name in enumerate(self.observables):
-            values = [np.asarray(inst.get(name), dtype=np.float64) for inst in instances]
-            if sums is None:
-                block = np.stack(values).reshape(g, -1) if g > 1 else values[0].reshape(1, -1)
-                out[:, j] = block.sum(axis=1) if self.extensive[j] else block.mean(axis=1)
+            values = [inst.get(name) for inst in instances]
+            if sums is None:   # instances of one class have equally many values: one block
+                block = np.concatenate(values).reshape(g, -1) if g > 1 else \
+                    np.asarray(values[0], dtype=np.float64).reshape(1, -1)
+                if block.shape[1] == 1:
+                    out[:, j] = block[:, 0]
+                else:
+                    out[:, j] = block.sum(axis=1) if self.extensive[j] else block.mean(axis=1)
             else:
                 sums[:, j, 0] = [v.sum() for v in values]
                 sums[:, j, 1] = [v.size for v in values]
@@ -390,7 +444,7 @@ class Farm:
         while len(self.pool) < g:
             self.pool.append(self._construct(self._params(rows[len(self.pool)])))
         instances = self.pool[:g]
-        self.worker.phase = "micro run of " + _describe(self.names, rows)
+        self.worker.phase = _Phase(self.names, rows)
         start = time.perf_counter()
         error = None
         try:
@@ -434,123 +488,87 @@ class Farm:
         return np.full(self.na, np.nan), True, None
 
     def _unit(self, m: int) -> int:
+        """Rows per work unit: about _UNIT_SECONDS of micro work, at most a quarter of a team's share."""
         if self.p.chunk:
             return self.p.chunk
         if self.task_seconds > 0:
             unit = int(_UNIT_SECONDS / self.task_seconds)
         else:
             unit = m // (8 * self.n_teams)
-        return int(np.clip(unit, 1, max(1, m // (2 * self.n_teams))))
+        return int(np.clip(unit, 1, max(1, m // (4 * self.n_teams))))
 
-    def _run_tasks(self, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run_tasks(self, tasks: np.ndarray, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """Answers for every task row (m, n_query + 1: values, macro point), dealt over the teams.
 
+        Work units of ``unit`` rows are self-scheduled: every team leader takes the next unit
+        index from a counter on farm rank 0 with an atomic MPI fetch-and-add, so ranks that
+        draw cheap queries take more units and nobody waits for a dealer.
         Returns (answers (m, n_answer), failed (m,)) on farm rank 0; empty arrays elsewhere.
         """
         m = len(tasks)
         rows, points = tasks[:, :self.nq], tasks[:, self.nq]
         if self.n_teams == 1:
-            return self._team_loop(rows, points, [(0, m)] if m else [])
-        if self.root:
-            return self._master(rows, points)
-        if self.leader:
-            self._worker_leader(rows, points)
-        else:
-            self._team_loop(rows, points, None)
-        return np.zeros((0, self.na)), np.zeros(0, dtype=bool)
+            units = [(s, min(s + unit, m)) for s in range(0, m, unit)]
+            return self._team_loop(rows, points, units)
+        from mpi4py import MPI
+        done: list[tuple[int, int]] = []
+        answers, failed = np.empty((m, self.na)), np.zeros(m, dtype=bool)
+        for s, e in self._unit_source(self._fetched_units(m, unit) if self.leader else None):
+            answers[s:e], failed[s:e] = self._answer_rows(rows[s:e], points[s:e])
+            done.append((s, e))
+        # Everything back to farm rank 0: which rows each rank answered, and how.
+        self.worker.phase = "receive"
+        mine = np.concatenate([np.arange(s, e) for s, e in done]) if done and self.leader else np.zeros(0, np.int64)
+        block = np.column_stack([answers[mine], failed[mine].astype(np.float64)])
+        sizes = np.empty(self.size, dtype=np.int64) if self.root else None
+        self.comm.Gather(np.array([len(mine)], dtype=np.int64), sizes, root=0)
+        idx = np.empty(int(sizes.sum()), dtype=np.int64) if self.root else None
+        got = np.empty((int(sizes.sum()), self.na + 1)) if self.root else None
+        self.comm.Gatherv(mine.astype(np.int64), (idx, sizes) if self.root else None, root=0)
+        self.comm.Gatherv(np.ascontiguousarray(block), (got, sizes * (self.na + 1)) if self.root else None, root=0)
+        if not self.root:
+            return np.zeros((0, self.na)), np.zeros(0, dtype=bool)
+        answers[idx], failed[idx] = got[:, :self.na], got[:, self.na] != 0
+        # All fetches of this window are over (everyone passed the gather): reset the counter.
+        self._win.Lock(0, MPI.LOCK_EXCLUSIVE)
+        self._win.Put(np.zeros(1, dtype=np.int64), 0)
+        self._win.Unlock(0)
+        return answers, failed
+
+    def _fetched_units(self, m: int, unit: int):
+        """(start, stop) work units taken from the shared counter until none are left."""
+        from mpi4py import MPI
+        one, got = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        while True:
+            self._win.Lock(0, MPI.LOCK_SHARED)
+            self._win.Fetch_and_op(one, got, 0, 0, MPI.SUM)
+            self._win.Unlock(0)
+            s = int(got[0]) * unit
+            if s >= m:
+                return
+            yield s, min(s + unit, m)
 
     def _team_loop(self, rows, points, units):
         """Run ``units`` [(start, stop)] (leader), or follow the leader's broadcasts (others)."""
         answers, failed = np.empty((len(rows), self.na)), np.zeros(len(rows), dtype=bool)
-        if units is not None:
-            step = self._unit(len(rows)) if units else 1
-            units = [(s, min(s + step, e)) for a, e in units for s in range(a, e, step)]
-        for s, e in self._unit_source(units):
+        for s, e in self._unit_source(units if self.leader else None):
             answers[s:e], failed[s:e] = self._answer_rows(rows[s:e], points[s:e])
         return answers, failed
 
     def _unit_source(self, units):
-        """Yield work units: the leader's list, shared with its team when instances span ranks."""
+        """Yield work units: the leader's, shared with its team when instances span ranks."""
         buf = np.empty(2, dtype=np.int64)
         if self.k == 1:
             yield from units
             return
-        queue = deque(units or ())
+        units = iter(units or ())
         while True:
             if self.leader:
-                buf[:] = queue.popleft() if queue else (-1, -1)
+                buf[:] = next(units, (-1, -1))
             self.team.Bcast(buf, root=0)
             if buf[0] < 0:
                 return
             yield int(buf[0]), int(buf[1])
-
-    def _master(self, rows, points):
-        """Farm rank 0: deal work units to the other team leaders (two each in flight), compute too."""
-        from mpi4py import MPI
-        m, comm = len(rows), self.comm
-        step = self._unit(m)
-        queue = deque((s, min(s + step, m)) for s in range(0, m, step))
-        answers, failed = np.empty((m, self.na)), np.zeros(m, dtype=bool)
-        leaders = [t * self.k for t in range(1, self.n_teams)]
-        inflight = {r: deque() for r in leaders}
-        sends = []
-
-        def give(r):
-            unit = queue.popleft() if queue else (-1, -1)
-            buf = np.array(unit, dtype=np.int64)
-            sends.append((comm.Isend(buf, dest=r, tag=_T_CHUNK), buf))
-            if unit[0] >= 0:
-                inflight[r].append(unit)
-
-        def take(status):
-            r = status.Get_source()
-            s, e = inflight[r].popleft()
-            buf = np.empty((e - s, self.na + 1))
-            comm.Recv(buf, source=r, tag=_T_RESULT)
-            answers[s:e], failed[s:e] = buf[:, :self.na], buf[:, self.na] != 0
-            give(r)
-
-        for r in leaders:
-            give(r)
-            give(r)
-        status = MPI.Status()
-        mine = self._own_units(queue)
-        for s, e in self._unit_source(mine):
-            answers[s:e], failed[s:e] = self._answer_rows(rows[s:e], points[s:e])
-            while comm.Iprobe(source=MPI.ANY_SOURCE, tag=_T_RESULT, status=status):
-                take(status)
-        self.worker.phase = "receive"
-        while any(inflight.values()):
-            comm.Probe(source=MPI.ANY_SOURCE, tag=_T_RESULT, status=status)
-            take(status)
-        MPI.Request.Waitall([req for req, _ in sends])
-        return answers, failed
-
-    @staticmethod
-    def _own_units(queue):
-        """The master's own work: the queue's front, one unit at a time, as the workers leave it."""
-        while queue:
-            yield queue.popleft()
-
-    def _worker_leader(self, rows, points):
-        """A team leader other than rank 0: compute units as they come; stop after the second end mark."""
-        comm = self.comm
-        buf = np.empty(2, dtype=np.int64)
-        received = sent = 0
-
-        def units():
-            nonlocal received, sent
-            while received < 2 + sent:
-                self.worker.phase = "receive"
-                comm.Recv(buf, source=0, tag=_T_CHUNK)
-                received += 1
-                if buf[0] >= 0:
-                    sent += 1
-                    yield int(buf[0]), int(buf[1])
-
-        for s, e in self._unit_source(units()):
-            a, f = self._answer_rows(rows[s:e], points[s:e])
-            comm.Send(np.ascontiguousarray(np.column_stack([a, f.astype(np.float64)])), dest=0, tag=_T_RESULT)
 
     def _serve_stateless(self, w: int) -> np.ndarray:
         """Farm rank 0 gets every macro query, answers from cache, surrogate or micro; returns stats."""
@@ -583,14 +601,14 @@ class Farm:
             todo_idx = np.flatnonzero(todo)
             tasks = np.column_stack([distinct[todo_idx], first[todo_idx].astype(np.float64)])
             counts[0], counts[1] = len(distinct), len(todo_idx)
+        head = np.array([len(tasks), self._unit(len(tasks))], dtype=np.int64)
         if self.size > 1:
-            n = np.array([len(tasks)], dtype=np.int64)
-            self.comm.Bcast(n, root=0)
+            self.comm.Bcast(head, root=0)
             if not self.root:
-                tasks = np.empty((int(n[0]), self.nq + 1))
+                tasks = np.empty((int(head[0]), self.nq + 1))
             self.comm.Bcast(tasks, root=0)
         before = self.micro_seconds
-        micro, failed = self._run_tasks(tasks)
+        micro, failed = self._run_tasks(tasks, int(head[1]))
         if len(tasks):
             spent = self.micro_seconds - before
             estimate = spent * self.n_teams / len(tasks)
@@ -643,7 +661,7 @@ class Farm:
         start = time.perf_counter()
         mine = np.zeros((hi - lo, self.na))
         if hi > lo:
-            self.worker.phase = "micro run of " + _describe(self.names, rows)
+            self.worker.phase = _Phase(self.names, rows)
             try:
                 self._put_inputs(self.pool, rows)
                 # The instances' clock: relax_time once, then micro_time per window.
@@ -737,6 +755,9 @@ class Farm:
     def finalize(self) -> None:
         for inst in self.pool:
             inst.finalize()
+        if self._win is not None:
+            self._win.Free()
+            self._win = None
 
 
 def _caster(tp):

@@ -97,6 +97,10 @@ class HeatParams:
     steady: bool = param(False, "solve the steady -div(k grad u) = f at each step instead")
     conductivity_field: bool = param(False, "take a conductivity tensor per triangle from the input field "
                                      "conductivity (4 components, at the centroids the output centroid gives)")
+    query_levels: int = param(0, "coarse-to-fine queries (conductivity_field): in the k-th window the "
+                              "centroid output gives the centroid of the enclosing triangle of the mesh "
+                              "coarsened 2^(query_levels - k) times, the own centroids from window "
+                              "query_levels on")
     microstructure: Optional[FineMicrostructure] = param(None, "fine-scale conductivity a(x, x/epsilon) per "
                                                          "triangle instead of the scalar conductivity")
     petsc_options: dict[str, str] = param({}, "PETSc options for the linear solve, e.g. "
@@ -165,6 +169,14 @@ class HeatSolver(Solver):
         if (params.conductivity_field or params.microstructure is not None) and params.source is None:
             problems_.append(("source", "the manufactured source assumes the scalar conductivity",
                               "set source (W/m^3) explicitly"))
+        if params.query_levels:
+            step = 2 ** max(params.query_levels, 0)
+            if not params.conductivity_field or params.query_levels < 0:
+                problems_.append(("query_levels", "coarse-to-fine queries need conductivity_field: true and "
+                                  "query_levels >= 0", "set conductivity_field: true, or query_levels: 0"))
+            elif params.nx % step or params.ny % step:
+                problems_.append(("query_levels", f"nx = {params.nx} and ny = {params.ny} must be multiples of "
+                                  f"2^query_levels = {step}", f"use nx, ny multiples of {step}"))
         if params.microstructure is not None:
             problems_.extend(problems(params.microstructure, "microstructure."))
             if not params.microstructure.epsilon > 0:
@@ -207,6 +219,7 @@ class HeatSolver(Solver):
         self.dt = None
         self.A = self.A_bc = self.M = self.ksp = None
         self.iterations = 0
+        self.steps_done = 0                 # advances since t0: picks the query level
         self._setup_tensors()
 
     def _setup_tensors(self):
@@ -281,7 +294,23 @@ class HeatSolver(Solver):
         self.ksp = pb.make_ksp(self.comm, self.A_bc, self.prefix, self.params.petsc_options)
         self.dt = dt
 
+    def query_points(self) -> np.ndarray:
+        """The ``centroid`` output (n_owned_triangles, 2) [m]: own centroids, or during the first
+        ``query_levels`` windows those of the enclosing triangles of a coarser nested mesh."""
+        level = max(self.params.query_levels - self.steps_done, 0)
+        if level == 0:
+            return self.centroids.copy()
+        g, f = self.grid, 2 ** level
+        coarse = Rectangle(g.x0, g.x1, g.y0, g.y1, g.nx // f, g.ny // f)
+        sx = (self.centroids[:, 0] - g.x0) / coarse.hx
+        sy = (self.centroids[:, 1] - g.y0) / coarse.hy
+        i, j = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+        # Nested SW-NE diagonals: a fine centroid lies strictly on one side of the coarse diagonal.
+        upper = (sy - j) > (sx - i)
+        return coarse.centroids(2 * (j * coarse.nx + i) + upper)
+
     def advance(self, t, dt):
+        self.steps_done += 1
         fresh = False
         if self.params.conductivity_field:
             # Collective: every rank rebuilds when any rank's tensors changed.
@@ -345,7 +374,7 @@ class HeatSolver(Solver):
         if name == "heat_flux" and self.side_kind == "dirichlet":
             return self.flux_out.copy()
         if name == "centroid" and self.params.conductivity_field:
-            return self.centroids.copy()
+            return self.query_points()
         raise KeyError(f"fem.heat has no output {name!r} with these boundary conditions")
 
     def put(self, name, data):
@@ -377,6 +406,7 @@ class HeatSolver(Solver):
                "flux_out": np.array(self.flux_out, dtype=float)}
         if self.params.conductivity_field:
             out["k_in"] = self.k_in.copy()
+            out["steps_done"] = np.array(self.steps_done)
         return out
 
     def restore(self, state):
@@ -387,6 +417,7 @@ class HeatSolver(Solver):
         self.flux_out = state["flux_out"].copy()
         if self.params.conductivity_field:
             self.put("conductivity", state["k_in"])
+            self.steps_done = int(state["steps_done"])
 
     def restore_all(self, states):
         """Another layout: nodes are owned in contiguous blocks of the global numbering,
@@ -401,6 +432,7 @@ class HeatSolver(Solver):
             setattr(self, key, full[start:start + len(self.side)].copy())
         if self.params.conductivity_field:
             self.put("conductivity", np.concatenate([s["k_in"] for s in states])[self.e_lo:self.e_hi])
+            self.steps_done = int(states[0]["steps_done"])
 
     def finalize(self):
         self._destroy_operators()

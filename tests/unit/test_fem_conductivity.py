@@ -157,6 +157,34 @@ def test_fine_scale_laminate_matches_the_homogenized_1d_solution():
     ({"source": 0.0, "microstructure": FineMicrostructure(epsilon=0.0)}, "microstructure.epsilon"),
     ({"source": 0.0, "microstructure": FineMicrostructure(kind="smooth", k1=1.0, amplitude=2.0)},
      "microstructure.k1"),
+    ({"source": 0.0, "query_levels": 1}, "query_levels"),
+    ({"source": 0.0, "conductivity_field": True, "nx": 6, "query_levels": 2}, "query_levels"),
 ])
 def test_check_names_the_bad_setting(settings, path):
     assert path in [p[0] for p in HeatSolver.check(HeatParams(**settings))]
+
+
+def test_query_levels_ask_coarse_centroids_first():
+    """query_levels: 2 on 8x8 cells: the centroid output gives, window by window, the centroids of
+    the nested 2x2 (8 distinct), 4x4 (32) and own 8x8 (128) triangles; each query is the centroid
+    of the coarse triangle that contains the point (checked by P1 barycentric containment), and
+    the windows done travel with state/restore."""
+    solver = make(x1=1.0, nx=8, ny=8, steady=True, conductivity_field=True, source=0.0, beta=0.0,
+                  query_levels=2)
+    own = solver.fields()["centroid"].points
+    saved = solver.state()
+    for k, n_coarse in enumerate((2, 4, 8)):
+        q = solver.get("centroid")
+        assert len(np.unique(q, axis=0)) == 2 * n_coarse ** 2
+        h = 1.0 / n_coarse
+        # Same coarse cell, same side of its SW-NE diagonal.
+        cell_q, cell_p = np.floor(q / h), np.floor(own / h)
+        np.testing.assert_array_equal(cell_q, cell_p)
+        side_q = (q[:, 1] / h - cell_q[:, 1]) > (q[:, 0] / h - cell_q[:, 0])
+        side_p = (own[:, 1] / h - cell_p[:, 1]) > (own[:, 0] / h - cell_p[:, 0])
+        np.testing.assert_array_equal(side_q, side_p)
+        solver.advance(float(k), 1.0)
+    np.testing.assert_array_equal(solver.get("centroid"), own)
+    solver.restore(saved)
+    assert len(np.unique(solver.get("centroid"), axis=0)) == 8
+    solver.finalize()

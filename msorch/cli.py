@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import outdir as outdir_mod
 from .layout import Layout
 from .messages import STOPPED
 
@@ -42,10 +43,10 @@ def _describe(job) -> str:
     for c in job.couplings:
         lines.append(f"  coupling {c.source}.{c.source_field} -> {c.target}.{c.target_field} "
                      f"({c.mapping}, {c.waveform} waveform)")
-    return "\n".join(lines)
     if job.patterns:
         from couplings.patterns import KINDS
         lines.extend(f"  {KINDS[p.kind].describe(p)}" for p in job.patterns)
+    return "\n".join(lines)
 
 
 def cmd_validate(args) -> int:
@@ -59,7 +60,6 @@ def cmd_run(args) -> int:
     job = check_job(args.spec)
     layout = Layout.from_job(job)
     outdir = args.outdir or str(Path("out") / job.name)
-    restart = resolve_restart(args.restart, outdir) if args.restart else None
     in_place = launch.mpi_size_in_place()
     if in_place is not None:
         if in_place != layout.size:
@@ -68,27 +68,86 @@ def cmd_run(args) -> int:
                   f"{args.spec}', or run 'msorch run {args.spec}' without mpirun and it launches itself.",
                   file=sys.stderr)
             return 2
-        from .runtime import run
-        return run(args.spec, outdir, restart)
-    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher, restart=restart)
+        return _run_in_place(args, job, outdir)
+    cmd_restart = _take_outdir(args, job, outdir)
+    if cmd_restart is _NOT_FOUND:
+        return 2
+    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher, restart=cmd_restart)
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    code = launch.run_launched(cmd, layout)
+    code = launch.run_launched(cmd, layout, extra_env={outdir_mod.HELD_VAR: "1"})
     if code == STOPPED and os.environ.get("SLURM_JOB_ID"):
         # Walltime warning inside a batch job: put the job back in the queue; its
-        # script resumes with --restart latest (see msorch.slurm.batch_script).
+        # script resumes with --restart auto (see msorch.slurm.batch_script).
         from . import slurm
         slurm.requeue(os.environ["SLURM_JOB_ID"])
         print(f"[msorch] requeued SLURM job {os.environ['SLURM_JOB_ID']}", flush=True)
     return code
 
 
+_NOT_FOUND = object()   # "no usable checkpoint": exit 2
+
+
+def _take_outdir(args, job, outdir: str):
+    """Hold OUTDIR for this run, check what it holds, pick the checkpoint; returns the restart file or None.
+
+    Raises OutdirError (exit 2, nothing touched) or returns _NOT_FOUND for a
+    strict ``--restart latest`` without a usable checkpoint.
+    """
+    if args.dry_run:   # look, don't take
+        if not args.overwrite:
+            outdir_mod.check_reuse(outdir, job.name, args.restart, overwrite=False)
+        return resolve_restart(args.restart, outdir) if args.restart else None
+    outdir_mod.acquire(outdir, job.name, check=lambda: outdir_mod.check_reuse(
+        outdir, job.name, args.restart, overwrite=args.overwrite and not args.restart))
+    if not args.restart:
+        return None
+    restart = resolve_restart(args.restart, outdir)
+    if restart is _NOT_FOUND:
+        return _NOT_FOUND
+    if restart is None and outdir_mod.previous_run(outdir):   # auto, nothing to continue: start afresh
+        removed = outdir_mod.remove_run(outdir)
+        print(f"[msorch] no checkpoint to continue from: starting {job.name} from the beginning "
+              f"(removed the earlier run's {', '.join(removed)})", flush=True)
+    return restart
+
+
+def _run_in_place(args, job, outdir: str) -> int:
+    """Already one rank of an MPI job of the right size: rank 0 takes OUTDIR, everyone runs."""
+    from mpi4py import MPI
+
+    from . import liveness
+    from .checkpoint import CheckpointError
+    world = MPI.COMM_WORLD
+    liveness.stop_with_launcher()
+    restart = None
+    if world.Get_rank() == 0:
+        try:
+            restart = _take_outdir(args, job, outdir)
+        except (outdir_mod.OutdirError, CheckpointError) as exc:
+            print(f"msorch: error: {exc}", file=sys.stderr, flush=True)
+            restart = _NOT_FOUND
+    failed = world.bcast(restart is _NOT_FOUND, root=0)   # tiny control messages
+    restart = world.bcast(None if failed else restart, root=0)
+    if failed:
+        return 2
+    if args.dry_run:
+        return 0
+    os.environ[outdir_mod.HELD_VAR] = "1"   # rank 0 holds it now; the runtime only joins
+    from .runtime import run
+    return run(args.spec, outdir, restart)
+
+
 def cmd_submit(args) -> int:
     from . import slurm
     job = check_job(args.spec)
     outdir = Path(args.outdir or Path("out") / job.name).resolve()
-    script = slurm.batch_script(job, args.spec, outdir, restart=args.restart)
+    # Refuse now what the batch job's first run would refuse (it runs with the same flags).
+    if not args.overwrite:
+        outdir_mod.check_reuse(outdir, job.name, args.restart, overwrite=False)
+    script = slurm.batch_script(job, args.spec, outdir, restart=args.restart, launcher=args.launcher,
+                                overwrite=args.overwrite)
     if args.dry_run:
         print(script, end="")
         return 0
@@ -125,24 +184,40 @@ def cmd_status(args) -> int:
         for job_id in ids:
             try:
                 state = slurm.job_state(job_id)
+            except slurm.SlurmUnreachable as exc:
+                print(f"slurm jobs {', '.join(ids)}: SLURM could not be reached ({exc.short}); point at your "
+                      "cluster with SLURM_CONF=/path/to/slurm.conf (the local test cluster: "
+                      "eval $(scripts/local_slurm.py env))")
+                break
             except slurm.SlurmError as exc:
                 state = f"unknown ({exc})"
             print(f"slurm job {job_id}: {state}")
     return 0
 
 
-def resolve_restart(which: str, outdir: str) -> str | None:
-    """The checkpoint file to restart from: a path, or ``latest`` valid one in OUTDIR/checkpoints."""
-    from .checkpoint import latest_valid, verify_checkpoint
-    if which != "latest":
+def resolve_restart(which: str, outdir: str):
+    """The checkpoint file to restart from.
+
+    ``which``: a checkpoint path; ``latest``, the newest valid one in
+    OUTDIR/checkpoints, or :data:`_NOT_FOUND` (exit 2) when there is none; ``auto``,
+    the same but None (start from the beginning) when there is none — what a
+    requeued batch job needs, which may not have reached its first checkpoint.
+    """
+    from .checkpoint import CheckpointError, latest_valid, verify_checkpoint
+    if which not in ("latest", "auto"):
         verify_checkpoint(which)
         return which
     directory = Path(outdir) / "checkpoints"
-    if not directory.is_dir() or not any(directory.iterdir()):
-        # e.g. a batch job requeued after a node failure before its first checkpoint
-        print(f"[msorch] no checkpoint in {directory} yet: starting from the beginning", flush=True)
-        return None
-    path, skipped = latest_valid(directory)
+    try:
+        if not directory.is_dir() or not any(directory.iterdir()):
+            raise CheckpointError(f"no checkpoint in {directory}")
+        path, skipped = latest_valid(directory)
+    except CheckpointError as exc:
+        if which == "auto":
+            return None
+        print(f"msorch: cannot restart: no usable checkpoint ({exc}). Run without --restart to start "
+              "from the beginning, or use --restart auto to continue when possible", file=sys.stderr)
+        return _NOT_FOUND
     for reason in skipped:
         print(f"msorch: skipping a damaged checkpoint: {reason}", file=sys.stderr)
     return str(path)
@@ -155,6 +230,35 @@ def cmd_plot(args) -> int:
         return 2
     for path in plot(Path(args.outdir), args.times):
         print(path)
+    return 0
+
+
+def cmd_solvers(args) -> int:
+    """The settings reference: registered kinds, one solver's settings and fields, or the Markdown page."""
+    from . import reference, registry
+    if os.getcwd() not in sys.path:   # a user's package.module:Class next to where they work
+        sys.path.insert(0, os.getcwd())
+    if args.markdown:
+        sys.stdout.write(reference.markdown())
+    elif args.kind:
+        try:
+            sys.stdout.write(reference.solver_text(reference.describe_solver(args.kind)))
+        except registry.PluginError as exc:
+            print(f"msorch: error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        sys.stdout.write(reference.kinds_text())
+    return 0
+
+
+def cmd_report(args) -> int:
+    """One self-contained HTML page of a run."""
+    from .report import write_report
+    outdir = Path(args.outdir)
+    if not (outdir / "results.h5").exists() and not (outdir / "status.json").exists():
+        print(f"msorch: error: no results.h5 or status.json in {outdir}", file=sys.stderr)
+        return 2
+    print(write_report(outdir, Path(args.output) if args.output else None))
     return 0
 
 
@@ -187,8 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="job spec (YAML)")
     p.add_argument("-o", "--outdir", help="output directory (default: out/<job name>)")
     p.add_argument("--dry-run", action="store_true", help="print the launch line and exit")
-    p.add_argument("--restart", metavar="CHECKPOINT|latest",
-                   help="continue from a checkpoint file, or the newest valid one in OUTDIR/checkpoints")
+    p.add_argument("--restart", metavar="CHECKPOINT|latest|auto",
+                   help="continue from a checkpoint file, or the newest valid one in OUTDIR/checkpoints "
+                   "(latest: exit 2 if there is none; auto: then start from the beginning)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUTDIR holds an earlier run: remove its files and start afresh")
     p.add_argument("--launcher", choices=("mpirun", "srun"), default="mpirun",
                    help="how to start the ranks when not already under MPI (default: mpirun)")
     p.set_defaults(func=cmd_run)
@@ -198,7 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="job spec (YAML)")
     p.add_argument("-o", "--outdir", help="output directory (default: out/<job name>)")
     p.add_argument("--dry-run", action="store_true", help="print the batch script and exit")
-    p.add_argument("--restart", metavar="CHECKPOINT|latest", help="start from a checkpoint")
+    p.add_argument("--restart", metavar="CHECKPOINT|latest|auto", help="start from a checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the batch job removes an earlier run's files in OUTDIR and starts afresh")
+    p.add_argument("--launcher", choices=("mpirun", "srun"),
+                   help="how the batch job starts its ranks (default: the spec's resources.launcher)")
     p.set_defaults(func=cmd_submit)
     p = sub.add_parser("status", help="where a run is", description="State and time reached of a run, "
                        "its checkpoints and SLURM job states, from an output directory.")
@@ -211,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--times", type=float, nargs="+", metavar="T",
                    help="output times [s] of the 2-D field maps (default: first, middle, last)")
     p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("solvers", help="solver kinds, their settings and fields",
+                       description="List the registered solver kinds; with KIND (a registered name or "
+                       "package.module:Class) print its settings (type, default, units, allowed values) and fields.")
+    p.add_argument("kind", nargs="?", help="a solver kind, e.g. fem.heat")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the whole reference (spec sections and every solver) as Markdown: "
+                   "msorch solvers --markdown > docs/spec-reference.md")
+    p.set_defaults(func=cmd_solvers)
+    p = sub.add_parser("report", help="one self-contained HTML page of a run",
+                       description="Write OUTDIR/report.html: spec, layout, summary, warnings, plots, timing "
+                       "and checkpoints in one file that opens offline.")
+    p.add_argument("outdir")
+    p.add_argument("-o", "--output", help="where to write the page (default: OUTDIR/report.html)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("analyze", help="data-driven scales of a run (POD, DMD, multiresolution DMD)",
                        description="Decompose a run's output fields: POD energy spectrum, DMD continuous "
                        "eigenvalues (lambda = ln(mu)/dt; frequency = Im lambda/2pi in cycles per time unit), "
@@ -234,9 +359,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _front_end_without_mpi(argv) -> None:
+    """Importing plugins (to validate their Params) must not start MPI in the front end.
+
+    An MPI initialized here would make this process an Open MPI singleton whose
+    variables leak into what it starts (see :mod:`msorch.environ`), and costs
+    start-up time.  Only ``msorch run`` started as a rank of an MPI job
+    (``mpirun -n N msorch run ...``) initializes MPI, because it then runs the job.
+    """
+    from . import launch
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["run"] and launch.mpi_size_in_place() is not None:
+        return
+    import mpi4py
+    mpi4py.rc.initialize = False
+    mpi4py.rc.finalize = False
+
+
 def main(argv=None) -> int:
     from . import signals
     signals.install()
+    _front_end_without_mpi(argv)
     from .checkpoint import CheckpointError
     from .slurm import SlurmError
     from .spec import SpecError
@@ -253,6 +396,9 @@ def main(argv=None) -> int:
     except CheckpointError as exc:
         print(f"msorch: cannot restart: {exc}", file=sys.stderr)
         return 2
+    except outdir_mod.OutdirError as exc:
+        print(f"msorch: error: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"msorch: error: {exc}", file=sys.stderr)
         return 2
@@ -260,46 +406,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-def cmd_solvers(args) -> int:
-    """The settings reference: registered kinds, one solver's settings and fields, or the Markdown page."""
-    from . import reference, registry
-    if os.getcwd() not in sys.path:   # a user's package.module:Class next to where they work
-        sys.path.insert(0, os.getcwd())
-    if args.markdown:
-        sys.stdout.write(reference.markdown())
-    elif args.kind:
-        try:
-            sys.stdout.write(reference.solver_text(reference.describe_solver(args.kind)))
-        except registry.PluginError as exc:
-            print(f"msorch: error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        sys.stdout.write(reference.kinds_text())
-    return 0
-
-
-def cmd_report(args) -> int:
-    """One self-contained HTML page of a run."""
-    from .report import write_report
-    outdir = Path(args.outdir)
-    if not (outdir / "results.h5").exists() and not (outdir / "status.json").exists():
-        print(f"msorch: error: no results.h5 or status.json in {outdir}", file=sys.stderr)
-        return 2
-    print(write_report(outdir, Path(args.output) if args.output else None))
-    return 0
-
-
-    p = sub.add_parser("solvers", help="solver kinds, their settings and fields",
-                       description="List the registered solver kinds; with KIND (a registered name or "
-                       "package.module:Class) print its settings (type, default, units, allowed values) and fields.")
-    p.add_argument("kind", nargs="?", help="a solver kind, e.g. fem.heat")
-    p.add_argument("--markdown", action="store_true",
-                   help="print the whole reference (spec sections and every solver) as Markdown: "
-                   "msorch solvers --markdown > docs/spec-reference.md")
-    p.set_defaults(func=cmd_solvers)
-    p = sub.add_parser("report", help="one self-contained HTML page of a run",
-                       description="Write OUTDIR/report.html: spec, layout, summary, warnings, plots, timing "
-                       "and checkpoints in one file that opens offline.")
-    p.add_argument("outdir")
-    p.add_argument("-o", "--output", help="where to write the page (default: OUTDIR/report.html)")
-    p.set_defaults(func=cmd_report)

@@ -65,6 +65,7 @@ class Coordinator:
         self.position = {name: first_window - 1 for name in self.roots}
         self.last_checkpoint = time.monotonic()
         self.stopped_early = False
+        self.write_status("running")   # from the start: the directory now says whose run it holds
         lease = self._grant(first_window, min(n - 1, first_window + 1))
         status = MPI.Status()
         sleep = 0.0
@@ -249,7 +250,8 @@ class Coordinator:
         t = self.job.time.start + done * self.job.time.window
         status.write(self.ctx.outdir, job=self.job.name, state=state, windows_done=done,
                      windows=self.job.time.n_windows, time=t, last_checkpoint_window=self._written + 1,
-                     message=message)
+                     message=message, solvers=list(self.roots),
+                     eta_seconds=self.eta(done) if state == "running" else None)
         self._last_status = time.monotonic()
 
     def finish(self, records, extra_attrs: dict):

@@ -16,6 +16,7 @@ import sys
 import threading
 
 from . import signals
+from .environ import child_env
 from .layout import Layout
 from .messages import STOPPED
 
@@ -38,7 +39,9 @@ def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "m
                    restart: str | None = None, python: str | None = None) -> list[str]:
     """The argument list that starts ``n_ranks`` ranks of the runtime (no shell involved)."""
     python = python or sys.executable
-    tail = [python, "-m", "msorch.runtime", str(spec_path), "-o", str(outdir)]
+    # -P: the ranks' working directory is not put on sys.path, so a folder named
+    # msorch (or solvers, couplings) there cannot shadow the installed package.
+    tail = [python, "-P", "-m", "msorch.runtime", str(spec_path), "-o", str(outdir)]
     if restart:
         tail += ["--restart", str(restart)]
     if launcher == "srun":
@@ -51,8 +54,9 @@ def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "m
     return cmd + tail
 
 
-def launch_env() -> dict:
-    env = dict(os.environ)
+def launch_env(extra: dict[str, str] | None = None) -> dict:
+    """The ranks' environment: ours without MPI job variables (:mod:`msorch.environ`), plus MPI settings."""
+    env = child_env(extra)
     env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     # Debian's h5py picks its MPI build only when it sees an MPI job.
     env.setdefault("H5PY_ALWAYS_USE_MPI", "1")
@@ -72,12 +76,41 @@ _RANK_EXIT = re.compile(r"process rank (\d+) with PID \d+ on node \S+ exited wit
                         r"Primary job\s+terminated normally, but 1 process returned\s+a non-zero exit code")
 
 
+_FIRST_FAILED = re.compile(r"Process name:\s*\[\[\d+,\d+\],(\d+)\]\s*Exit code:\s*(\d+)")
+_MPIRUN_BLOCK = re.compile(r"^-{20,}\n(.*?)\n-{20,}$", re.S | re.M)
+
+
 def explain_failure(stderr_text: str, layout: Layout) -> str | None:
-    """Name the solver and rank behind an mpirun failure report, if it says which."""
+    """Name the solver and rank behind an mpirun failure report, and say why when the output tells.
+
+    Looks for, in this order: a rank killed by a signal; the exception line of the
+    last Python traceback (with the first rank mpirun saw exit non-zero); mpirun's
+    own message block (a launch that failed before any rank ran).
+    """
     m = _RANK_DIED.search(stderr_text)
     if m:
         rank, signal, name = int(m.group(1)), m.group(2), m.group(3) or ""
         return f"{_who(rank, layout)} was killed by signal {signal}{f' ({name})' if name else ''}"
+    first = _FIRST_FAILED.search(stderr_text)
+    who = f"{_who(int(first.group(1)), layout)} exited with status {first.group(2)}" if first else None
+    error = _last_exception(stderr_text)
+    if error:
+        return f"{who or 'a rank failed'}: {error}"
+    blocks = [" ".join(b.split()) for b in _MPIRUN_BLOCK.findall(stderr_text)]
+    blocks = [b for b in blocks if "exited with status" not in b and "non-zero exit code" not in b] or blocks
+    if blocks:
+        return f"{who + ': ' if who else ''}mpirun said: {blocks[0]}"
+    return who
+
+
+def _last_exception(text: str) -> str | None:
+    """The ``Type: message`` line that ends the last Python traceback in ``text``."""
+    start = text.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    for line in text[start:].splitlines()[1:]:
+        if line and not line.startswith((" ", "\t")):
+            return line.strip()
     return None
 
 
@@ -88,12 +121,24 @@ def _who(world_rank: int, layout: Layout) -> str:
     return f"solver {role[0]!r} rank {role[1]} (world rank {world_rank})"
 
 
-def run_launched(cmd: list[str], layout: Layout) -> int:
-    """Run the launch line, streaming its output.
+def _die_with_parent() -> None:
+    """In the child between fork and exec: get SIGTERM when the front end dies (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_launched(cmd: list[str], layout: Layout, extra_env: dict[str, str] | None = None) -> int:
+    """Run the launch line, streaming its output; ``extra_env`` is added to the ranks' environment.
 
     Returns 0 on success, 3 when the run stopped after a checkpoint on request, 1 on failure.
     """
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=launch_env())
+    # mpirun dies with us (PR_SET_PDEATHSIG): a front end killed by SIGKILL must not
+    # leave an MPI job running that nobody waits for.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=launch_env(extra_env),
+                            preexec_fn=_die_with_parent)
     captured: list[str] = []
 
     def pump():
@@ -118,9 +163,14 @@ def run_launched(cmd: list[str], layout: Layout) -> int:
     if code in (0, STOPPED):
         return code
     text = "".join(captured)
+    if "msorch: error:" in text and not _RANK_DIED.search(text):
+        return 1   # the coordinator already said what failed
     reason = explain_failure(text, layout)
-    if reason:
-        print(f"msorch: error: {reason}", file=sys.stderr, flush=True)
-    elif "msorch: error:" not in text:
-        print(f"msorch: error: the MPI job ended with exit code {code}", file=sys.stderr, flush=True)
+    if reason is None:
+        tail = " | ".join(line.strip() for line in captured[-5:] if line.strip())
+        reason = (f"the MPI job ended with exit code {code}; " +
+                  (f"its last words: {tail}" if tail else
+                   "no rank printed anything (start the launch line from 'msorch run --dry-run' by hand "
+                   "to see more)"))
+    print(f"msorch: error: {reason}", file=sys.stderr, flush=True)
     return 1

@@ -8,9 +8,11 @@ ever reaches plugins through here.
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import cache
 from importlib.metadata import entry_points
 
+OWN_PACKAGES = ("msorch", "solvers", "couplings")   # this distribution's top-level packages
 GROUPS = {"solver": "msorch.solvers", "mapping": "msorch.mappings",
           "acceleration": "msorch.accelerations"}
 
@@ -22,6 +24,22 @@ class PluginError(LookupError):
 @cache
 def _entry_points(kind: str) -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUPS[kind])}
+
+
+def add_search_path(*directories) -> None:
+    """Let ``module:Class`` names resolve to modules in ``directories`` (on every rank).
+
+    They go *after* the installed packages on ``sys.path``, and msorch's own
+    top-level packages are imported first: an editable install finds them only
+    after every ``sys.path`` entry, so a user's folder that happens to be called
+    ``solvers`` or ``couplings`` would otherwise shadow them.
+    """
+    for package in OWN_PACKAGES:
+        importlib.import_module(package)
+    for directory in map(str, directories):
+        if directory not in sys.path:
+            sys.path.append(directory)
+    importlib.invalidate_caches()
 
 
 def names(kind: str) -> list[str]:

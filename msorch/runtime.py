@@ -9,6 +9,8 @@ from . import signals
 
 if __name__ == "__main__":
     signals.install()  # before the slow imports: an early SIGUSR1 must not kill the rank
+    from . import liveness
+    liveness.stop_with_launcher()   # a rank whose mpirun is gone writes nothing more
 
 import argparse
 import json
@@ -20,6 +22,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import outdir as outdir_lock
 from .layout import Layout
 from .messages import STOPPED, TAG_ERROR
 from .schedule import Plan, make_plan
@@ -83,7 +86,14 @@ def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
     out = Path(outdir)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get(outdir_lock.HELD_VAR):   # started by hand: nobody checked the directory
+            try:
+                outdir_lock.acquire(out, job.name)
+            except outdir_lock.OutdirError as exc:
+                print(f"msorch: error: {exc}", file=sys.stderr, flush=True)
+                world.Abort(2)
     world.Barrier()
+    outdir_lock.join(out)   # every rank, for its whole life: a restart waits until all are gone
     ctx = Context(job, layout, plan, world, data, group, solvers, out)
     if rank == 0:
         return _coordinate(ctx, restart)

@@ -6,8 +6,9 @@ detects SLURM itself and starts its ranks with srun or mpirun.  Because the batc
 shell is replaced by ``msorch run``, the ``--signal=B:USR1@<signal_before>``
 walltime warning reaches msorch directly, which checkpoints and requeues the job
 (``--requeue``).  A requeued run sees ``SLURM_RESTART_COUNT > 0`` and continues
-with ``--restart latest``; ``--open-mode=append`` keeps every run's log in one
-``slurm-<jobid>.out``.
+with ``--restart auto``; ``--open-mode=append`` keeps every run's log in one
+``slurm-<jobid>.out``.  (``auto`` rather than ``latest``: a job requeued before its
+first checkpoint starts again instead of failing.)
 
 No MPI here: this module only writes text and runs the SLURM client commands
 (``sbatch``, ``squeue``, ``sacct``) with argument lists, never through a shell.
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from .environ import child_env
+
 SCRIPT_NAME = "msorch-job.sbatch"
 # SLURM's states after which a job never runs again (squeue %T / sacct State).
 TERMINAL_STATES = frozenset({
@@ -36,6 +39,22 @@ _CLIENT_TIMEOUT = 60.0  # seconds for one SLURM client command
 
 class SlurmError(RuntimeError):
     """A SLURM command failed or is missing; ``str()`` says what to do."""
+
+
+class SlurmUnreachable(SlurmError):
+    """The SLURM clients found no controller (no configuration, DNS lookup failed, controller down).
+
+    ``short`` is the client's own last words, one line.
+    """
+
+    def __init__(self, tool: str, stderr: str):
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        self.short = f"{tool}: {lines[-1] if lines else 'no answer'}"
+        super().__init__(f"SLURM could not be reached ({self.short})")
+
+
+# What squeue says when the controller knows no such job; any other failure means no controller.
+_NO_SUCH_JOB = re.compile(r"Invalid job id", re.I)
 
 
 def walltime_seconds(text: str) -> int:
@@ -111,7 +130,8 @@ def _directives(job, outdir: Path) -> list[str]:
 
 
 def batch_script(job, spec_path, outdir, restart: str | None = None,
-                 msorch_cmd: str | Sequence[str] | None = None) -> str:
+                 msorch_cmd: str | Sequence[str] | None = None, launcher: str | None = None,
+                 overwrite: bool = False) -> str:
     """Text of an sbatch script that runs ``job`` and resumes it after a requeue.
 
     Parameters
@@ -123,8 +143,13 @@ def batch_script(job, spec_path, outdir, restart: str | None = None,
         The job's YAML file and output directory; made absolute here, so the
         script does not depend on the directory it is submitted from.
     restart : str, optional
-        ``--restart`` value for the first run (a checkpoint path or ``"latest"``).
-        Runs after a requeue always use ``--restart latest``.
+        ``--restart`` value for the first run (a checkpoint path, ``"latest"`` or ``"auto"``).
+        Runs after a requeue use ``--restart auto``: continue from the newest
+        checkpoint, or start again when the first run did not reach one.
+    launcher : str, optional
+        ``mpirun`` or ``srun``; default ``job.resources.launcher``.
+    overwrite : bool
+        The first run removes an earlier run's files in ``outdir`` (``--overwrite``).
     msorch_cmd : str or sequence of str, optional
         How to call msorch; default: the ``msorch`` script beside this
         interpreter, else ``python -m msorch``.
@@ -145,9 +170,11 @@ def batch_script(job, spec_path, outdir, restart: str | None = None,
         cmd = list(msorch_cmd)
     if not cmd:
         raise ValueError("msorch_cmd: empty command")
-    launcher = getattr(job.resources, "launcher", "mpirun")
+    launcher = launcher or getattr(job.resources, "launcher", "mpirun")
     run = shlex.join([*cmd, "run", str(spec_path), "-o", str(outdir), "--launcher", launcher])
     first = run if restart is None else f"{run} --restart {shlex.quote(_one_line('restart', restart))}"
+    if overwrite and restart is None:
+        first += " --overwrite"
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH {opt}" for opt in _directives(job, outdir)]
     lines += [
@@ -155,7 +182,7 @@ def batch_script(job, spec_path, outdir, restart: str | None = None,
         "# so the walltime warning (USR1) reaches it; a requeued run resumes.",
         "set -eu",
         'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then',
-        f"    exec {run} --restart latest",
+        f"    exec {run} --restart auto",
         "fi",
         f"exec {first}",
         "",
@@ -173,7 +200,8 @@ def _client(tool: str) -> str:
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=_CLIENT_TIMEOUT)
+        # child_env: no MPI job variables of ours may leak into a batch job (sbatch exports all).
+        return subprocess.run(args, capture_output=True, text=True, timeout=_CLIENT_TIMEOUT, env=child_env())
     except subprocess.TimeoutExpired as exc:
         raise SlurmError(f"`{shlex.join(args)}` did not answer within {_CLIENT_TIMEOUT:.0f} s: "
                          "is slurmctld running?") from exc
@@ -228,6 +256,8 @@ def job_state(job_id: str) -> str:
     state = res.stdout.split()[0] if res.returncode == 0 and res.stdout.split() else ""
     if state:
         return state
+    if res.returncode != 0 and not _NO_SUCH_JOB.search(res.stderr):
+        raise SlurmUnreachable("squeue", res.stderr)
     errors = [f"squeue: {res.stderr.strip() or 'no such job'}"]
     sacct = shutil.which("sacct")
     if sacct:

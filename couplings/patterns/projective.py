@@ -11,9 +11,11 @@ step of length Delta (the window):
    the slow manifold while U stays put; Gear, Kaper, Kevrekidis & Zagaris 2005);
 2. **burst**: ``burst / micro_dt`` micro steps, **restricting** U after each;
 3. **estimate** dU/dt: the least-squares slope of U over the last ``fit`` of the burst;
-4. **extrapolate** to the window end, U += (Delta - burst) dU/dt (``scheme: euler``),
-   or Heun's predictor-corrector with a second lift-heal-burst at the predicted
-   state (``scheme: heun``, second order in Delta), and lift the result.
+4. **extrapolate** from the fit's centre to the window end: forward Euler
+   (``scheme: euler``), Heun's predictor-corrector with a second lift-heal-burst at
+   the predicted state (``heun``), or Adams-Bashforth of order 3 over the last three
+   derivative estimates (``adams``: one burst per step; Heun for the first two), and
+   lift the result.
 
 When ``burst`` equals the window nothing is extrapolated and no lift happens after
 the first: the micro model runs throughout (the reference the projective run is
@@ -21,7 +23,7 @@ compared with, at the same restriction).
 
 Spec (validated before launch by :func:`check`)::
 
-    time: {start: 0.0, end: 5.0, window: 0.25}      # the projective step Delta
+    time: {start: 0.0, end: 5.0, window: 0.5}       # the projective step Delta
     solvers:
       mm: {kind: "solvers.examples.michaelis_menten:MichaelisMenten", params: {epsilon: 0.01}}
                                                       # its dt is the window (default): one step each
@@ -29,11 +31,12 @@ Spec (validated before launch by :func:`check`)::
       - kind: projective
         solver: mm
         micro_dt: 5.0e-4           # the micro model's own step
-        burst: 0.005               # micro time per derivative estimate (whole micro steps)
-        fit: 0.005                 # tail of the burst the slope is fitted over (default: all)
-        heal: 0.01                 # micro time per constrained run after a lift
-        heal_runs: 3
-        scheme: heun               # euler | heun
+        burst: 0.02                # micro time per derivative estimate (whole micro steps)
+        fit: 0.01                  # tail of the burst the slope is fitted over (default: all)
+        heal: 0.02                 # micro time per constrained run after a lift
+        heal_runs: 1
+        heal_order: 0              # 0 | 1 (project the other state arrays back over the run)
+        scheme: adams              # euler | heun | adams
         observables: [x]           # the macro state: micro outputs (lift: state)
         lift: state                # state | "package.module:Class"
         lift_options: {}           # numbers handed to the lifting class
@@ -43,10 +46,15 @@ The solver entry writes its results as usual: its own results at the lifted stat
 after each step, plus ``macro_<observable>`` (U) and ``micro_steps`` (cumulative
 micro steps, at every point).  A lifting class has
 ``__init__(solver, observables, options)``, ``restrict() -> {name: array}``,
-``lift({name: array})`` and optionally ``initial() -> {name: array} | None`` (a
-macro initial state to lift at the start), class attributes ``observables``
-(names it restricts; None: any) and ``max_ranks``, and a classmethod
-``check(params, options) -> [(key, what, fix)]``.
+``lift({name: array}, t)`` (``t``: the time of a new macro state, None for the
+reset after a constrained run) and optionally ``initial() -> {name: array} | None``
+(a macro initial state to lift at the start), ``remember(t, state)`` (the micro
+state at each burst end), ``work_per_step()`` (micro work per step, e.g. vehicle
+updates), class attributes ``observables`` (names it restricts; None: any) and
+``max_ranks``, and a classmethod ``check(params, options) -> [(key, what, fix)]``.
+Each projective step sends one row (window, micro steps, micro work, largest lift
+error) to the coordinator: ``/projective/<solver>/`` in results.h5 and a summary
+line with the ratio to running the micro model throughout.
 """
 from __future__ import annotations
 
@@ -180,8 +188,11 @@ def check(p: ProjectiveSpec, ctx) -> list[tuple[str, str, str]]:
 class StateLifting:
     """Observables that are both outputs and state() arrays of the micro solver (e.g. x of an ODE).
 
-    Restriction: ``get(name)``.  Lifting: ``state()``, the observables' arrays
-    replaced by U, ``restore()``; everything else (the fast variables) is kept.
+    Restriction: ``get(name)``.  Lifting a new macro state: the observables'
+    arrays set to U, the other floating-point arrays (the fast variables) from the
+    micro states at the ends of the last two bursts, extrapolated linearly to the
+    lift time (both ends are healed states, so the slope is the slow manifold's);
+    the constrained-run reset only sets the observables.
     """
 
     observables = None
@@ -204,6 +215,17 @@ class StateLifting:
         """The micro state at the end of a burst (the last two are kept as the lifting's template)."""
         last = self.template[-1:] if self.template else []
         self.template = last + [(t_b, {k: np.array(v) for k, v in state_b.items()})]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The template, for checkpoints."""
+        out = {"t": np.array([t for t, _ in self.template or []], dtype=np.float64)}
+        for j, (_, st) in enumerate(self.template or []):
+            out.update({f"{j}.{k}": v for k, v in st.items()})
+        return out
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.template = [(float(t), {k.partition(".")[2]: np.array(v) for k, v in state.items()
+                                     if k.startswith(f"{j}.")}) for j, t in enumerate(state["t"])] or None
 
     def lift(self, macro: dict[str, np.ndarray], t: float | None = None) -> None:
         """Observables := U. With a time ``t`` (a lift after extrapolation) the other arrays come
@@ -452,6 +474,8 @@ class ProjectiveSolver(Solver):
         st = {f"micro.{k}": v for k, v in self.micro.state().items()}
         st.update({f"macro.{k}": v.copy() for k, v in self.U.items()})
         st["projective.steps"] = np.array([self.steps], dtype=np.int64)
+        if hasattr(self.lifting, "state"):
+            st.update({f"lifting.{k}": v for k, v in self.lifting.state().items()})
         st["projective.history_t"] = np.array([h[0] for h in self.history], dtype=np.float64)
         for k in self.U:
             st[f"projective.history.{k}"] = np.array([h[1][k] for h in self.history], dtype=np.float64)
@@ -461,6 +485,8 @@ class ProjectiveSolver(Solver):
         self.micro.restore({k[6:]: v for k, v in state.items() if k.startswith("micro.")})
         self.U = {k[6:]: np.array(v) for k, v in state.items() if k.startswith("macro.")}
         self.steps = int(state["projective.steps"][0])
+        if hasattr(self.lifting, "restore"):
+            self.lifting.restore({k[8:]: v for k, v in state.items() if k.startswith("lifting.")})
         ts = state["projective.history_t"]
         self.history = [(float(tj), {k: np.array(state[f"projective.history.{k}"][j]) for k in self.U})
                         for j, tj in enumerate(ts)]

@@ -10,8 +10,9 @@
 #      redone only when setup.cfg/pyproject.toml or the checkout path change.
 #   4. Checks: the scientific imports, the plugin entry points, `msorch --help`.
 # Runs as root (CI does); uses sudo for apt only when not root.
-# `scripts/bootstrap.sh --bench` also installs the peer programs the benchmarks
-# compare against (SUMO; LAMMPS is always installed for the MD tests).
+# LAMMPS (binary, python3-lammps, and liblammps-dev for the liblammps.so the
+# Python module loads) and SUMO (sumo, libsumo, sumo-tools) are always installed:
+# md.lammps and traffic.sumo run them in-process.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,10 +24,10 @@ APT_PACKAGES=(
     openmpi-bin libopenmpi-dev python3-mpi4py python3-petsc4py petsc-dev
     python3-h5py-mpi python3-numpy python3-yaml python3-pytest python3-pytest-mpi
     python3-matplotlib python3-scipy python3-numba python3-sklearn python3-typing-extensions hdf5-tools
+    python3-meshio
     slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
+    python3-lammps liblammps-dev sumo sumo-tools
 )
-
-[[ "${1:-}" == --bench ]] && APT_PACKAGES+=(sumo sumo-tools)
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 t_start=$SECONDS

@@ -1,0 +1,153 @@
+"""md.lammps (LAMMPS through its library, solvers/md/lammps.py) against md.lj and exact laws.
+
+References: md.lj itself (both evaluate the same closed-form LJ pair sum and the
+same velocity-Verlet update from the same initial configuration, so they differ by
+summation order only: ~1e-15 relative per step, amplified by the dynamics' chaos to
+far below the asserted 1e-10 over 100 steps); Newton's second law for the body
+force (pair forces cancel in the total momentum); the affine box strain.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+
+def _lammps_missing() -> str | None:
+    if importlib.util.find_spec("lammps") is None:
+        return "python3-lammps not installed (apt-get install python3-lammps liblammps-dev)"
+    try:
+        ctypes.CDLL("liblammps.so")
+    except OSError:
+        return "liblammps.so not found (apt-get install liblammps-dev)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_lammps_missing() is not None, reason=str(_lammps_missing()))
+
+from solvers.md.lammps import LammpsParams, LammpsSolver  # noqa: E402
+from solvers.md.lj import LJParams, LJSolver  # noqa: E402
+
+LJ = dict(cells=(5, 5, 5), density=0.776, temperature=0.85, rc=3.0, shift=True, n_bins=4, profile_axis=2,
+          seed=5)
+
+
+def pair(**kw):
+    a = LammpsSolver(MPI.COMM_SELF, LammpsParams(**{**LJ, **kw}))
+    a.initialize(0.0)
+    b = LJSolver(MPI.COMM_SELF, LJParams(**{**LJ, **kw}))
+    b.initialize(0.0)
+    return a, b
+
+
+def test_nve_equals_md_lj_over_100_steps():
+    """Same initial configuration (md.lj's fcc lattice and velocities), shifted rc = 3,
+    skin 0.3 with the same rebuild rule (any atom moved > skin/2): every observable at
+    t = 0 and the total energy after each of 100 steps (dt = 0.005) agree to 1e-10
+    relative."""
+    a, b = pair()
+    try:
+        for name in ("potential_energy", "kinetic_energy", "pressure", "temperature", "stress",
+                     "density_profile", "temperature_profile", "velocity_profile", "stress_profile"):
+            ref = b.get(name)
+            assert np.max(np.abs(a.get(name) - ref)) <= 1e-10 * max(1.0, np.max(np.abs(ref))), name
+        worst = 0.0
+        for _ in range(100):
+            a.advance(0.0, 0.005)
+            b.advance(0.0, 0.005)
+            ea, eb = a.get("total_energy")[0], b.get("total_energy")[0]
+            worst = max(worst, abs(ea - eb) / abs(eb))
+        print(f"max relative energy difference over 100 steps: {worst:.2e}")
+        assert worst < 1e-10
+    finally:
+        a.finalize()
+
+
+def test_lazy_runs_equal_step_by_step_runs():
+    """200 steps run as one LAMMPS run (nothing read in between) and as 200 ``run 1``:
+    same trajectory (LAMMPS keeps its neighbour lists across ``pre no`` runs)."""
+    a, b = pair()
+    c = LammpsSolver(MPI.COMM_SELF, LammpsParams(**LJ))
+    c.initialize(0.0)
+    try:
+        for _ in range(200):
+            a.advance(0.0, 0.005)
+            c.advance(0.0, 0.005)
+            c.get("total_energy")
+        assert a.runs < 5 < c.runs
+        assert abs(a.get("total_energy")[0] - c.get("total_energy")[0]) < 1e-10 * abs(c.get("total_energy")[0])
+    finally:
+        a.finalize()
+        c.finalize()
+
+
+def by_id(state):
+    order = np.argsort(state["ids"])
+    return state["x"][order], state["v"][order]
+
+
+def test_restore_continues_to_round_off():
+    """state() -> 100 steps -> restore() -> the same 100 steps: positions and velocities
+    (by atom id) agree to 1e-9 and energies to 1e-10 relative; not bitwise, because
+    LAMMPS's set-up after the restore rebuilds the neighbour lists and re-sorts atoms
+    (the module docstring says so).  With the Langevin thermostat: its noise is keyed by
+    (seed, atom, step), so it continues exactly too."""
+    a = LammpsSolver(MPI.COMM_SELF, LammpsParams(**{**LJ, "ensemble": "langevin", "shift": False}))
+    a.initialize(0.0)
+    try:
+        for _ in range(20):
+            a.advance(0.0, 0.005)
+        saved = a.state()
+        for _ in range(100):
+            a.advance(0.0, 0.005)
+        e1, (x1, v1) = a.get("total_energy")[0], by_id(a.state())
+        a.restore(saved)
+        for _ in range(100):
+            a.advance(0.0, 0.005)
+        e2, (x2, v2) = a.get("total_energy")[0], by_id(a.state())
+        print(f"after restore: max |dx| {np.abs(x1 - x2).max():.2e}, |dE|/E {abs(e1 - e2) / abs(e1):.2e}")
+        assert np.abs(x1 - x2).max() < 1e-9 and np.abs(v1 - v2).max() < 1e-9
+        assert abs(e1 - e2) < 1e-10 * abs(e1)
+    finally:
+        a.finalize()
+
+
+def test_body_force_and_strain_inputs():
+    """Body force f per bin on every atom (NVE): the mean velocity grows as f t exactly
+    (pair forces cancel), 1e-10.  Strain 0.1 along the profile axis: the box and bins
+    stretch, every bin's number density drops by 1/1.1."""
+    a = LammpsSolver(MPI.COMM_SELF, LammpsParams(**LJ))
+    a.initialize(0.0)
+    try:
+        rho0 = a.get("density_profile").copy()
+        f = np.zeros((4, 3))
+        f[:, 0] = 0.2
+        v0 = np.mean(a.get("velocity_profile")[:, 0] * a.observables()["count_profile"]) * 4 / 500
+        for _ in range(50):
+            a.put("body_force", f)
+            a.advance(0.0, 0.005)
+        prof = a.get("velocity_profile")[:, 0]
+        mean_v = np.sum(prof * a.observables()["count_profile"]) / 500
+        assert abs(mean_v - v0 - 0.2 * 50 * 0.005) < 1e-10
+        a.put("strain", np.array([0.0, 0.0, 0.1]))
+        assert np.abs(a.get("density_profile").sum() - rho0.sum() / 1.1) < 1e-12 * rho0.sum()
+        assert np.isclose(a.fields()["density_profile"].points[-1, 2], 0.5 * (3 + 4) / 4 * a._box()[2])
+    finally:
+        a.finalize()
+
+
+def test_check_reports_bad_input(tmp_path):
+    """Validation without starting LAMMPS: a missing input file, a run command in the
+    script, shift with tail (LAMMPS refuses the pair)."""
+    script = tmp_path / "in.bad"
+    script.write_text("units lj\nrun 100\n")
+    probs = LammpsSolver.check(LammpsParams(system="script", input_file=str(tmp_path / "nope.in")))
+    assert any(k == "input_file" and "no such file" in m for k, m, _ in probs)
+    probs = LammpsSolver.check(LammpsParams(system="script", input_file=str(script)))
+    assert any("'run'" in m for _, m, _ in probs)
+    probs = LammpsSolver.check(LammpsParams(shift=True, tail=True))
+    assert any(k == "tail" for k, _, _ in probs)
+    assert LammpsSolver.check(LammpsParams(**LJ)) == []

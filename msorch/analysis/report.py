@@ -266,7 +266,17 @@ def analyze(outdir, opts: Options = Options(), echo=print) -> Path:
     results = []
     for solver, field in _selected(outdir, opts):
         series = load_series(outdir, solver, field, opts.t_from, opts.t_to)
-        results.append(_analyse(series, opts))
+        X = series.snapshots
+        try:
+            if X.size and np.all(X == X[:, :1]):
+                raise AnalysisError(f"{solver}.{field} is constant in time: nothing to decompose")
+            results.append(_analyse(series, opts))
+        except AnalysisError as exc:
+            if opts.fields:          # asked for by name: an error
+                raise
+            echo(f"{solver}.{field}: skipped: {exc}")
+    if not results:
+        raise AnalysisError(f"no field of {outdir} could be analysed (see the lines above)")
     path = outdir / "analysis.h5"
     tmp = outdir / f".analysis.h5.tmp{os.getpid()}"
     try:

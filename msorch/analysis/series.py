@@ -79,14 +79,18 @@ def _open_results(outdir: Path):
 
 def available_fields(outdir) -> dict[str, list[str]]:
     """{solver: [field, ...]} of the fields written to ``OUTDIR/results.h5`` (solvers in spec order)."""
+    import h5py
     with _open_results(outdir) as f:
         out = {}
         for name in f:
-            if name in ("coupling", "timing"):
+            # solvers are external links to <solver>.h5; other groups are the coordinator's
+            # (coupling, timing, pattern statistics)
+            if not isinstance(f.get(name, getlink=True), h5py.ExternalLink):
                 continue
             try:
                 group = f[name]
-                out[name] = [k for k in group if k not in _NOT_FIELDS and group[k].ndim >= 2]
+                out[name] = [k for k in group if k not in _NOT_FIELDS and isinstance(group[k], h5py.Dataset)
+                             and group[k].ndim >= 2]
             except KeyError:  # an external link whose file is missing (the solver wrote no output)
                 out[name] = []
         return out

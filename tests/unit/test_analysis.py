@@ -136,7 +136,14 @@ def test_analyze_writes_file_and_refuses_bad_input(tmp_path):
     with pytest.raises(AnalysisError, match="no field 'v'.*use one of u"):
         analyze(tmp_path / "run", Options(fields=("v",), plots=False), echo=lines.append)
     with pytest.raises(AnalysisError, match="rank 70 needs"):
+        analyze(tmp_path / "run", Options(fields=("u",), methods=("dmd",), rank=70, plots=False), echo=lines.append)
+    lines.clear()      # unasked-for fields that cannot be analysed are skipped, with the reason
+    analyze(tmp_path / "run", Options(methods=("dmd",), rank=2, delays=1, plots=False), echo=lines.append)
+    assert not any("skipped" in line for line in lines)
+    with pytest.raises(AnalysisError, match="no field of .* could be analysed"):
         analyze(tmp_path / "run", Options(methods=("dmd",), rank=70, plots=False), echo=lines.append)
+    assert any("u: skipped: a.u: rank 70 needs" in line for line in lines)
+    (tmp_path / "run" / "analysis.h5").unlink()
     with pytest.raises(AnalysisError, match="no results.h5"):
         analyze(tmp_path, Options(plots=False), echo=lines.append)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["a.h5", "results.h5"]

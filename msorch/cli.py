@@ -236,8 +236,7 @@ def cmd_plot(args) -> int:
 def cmd_solvers(args) -> int:
     """The settings reference: registered kinds, one solver's settings and fields, or the Markdown page."""
     from . import reference, registry
-    if os.getcwd() not in sys.path:   # a user's package.module:Class next to where they work
-        sys.path.insert(0, os.getcwd())
+    registry.add_search_path(Path.cwd())   # a user's package.module:Class next to where they work
     if args.markdown:
         sys.stdout.write(reference.markdown())
     elif args.kind:

@@ -87,13 +87,12 @@ def surrogate_job(tmp_path: Path) -> Path:
 
 
 def test_sigkill_then_restart_is_bitwise_with_cache_and_surrogate(tmp_path):
-    """Reference: the same job uninterrupted.  The surrogate must have answered queries (else the
-    test would not cover its checkpointed state) and the rod stays within 1e-3 K of the micro-only
-    answer (the surrogate's threshold is 2e-4 W/(m K))."""
+    """Reference: the same job uninterrupted.  Both the micro runs and the surrogate must have
+    answered queries (else the test would not cover the checkpointed cache and GP state)."""
     spec = surrogate_job(tmp_path)
     ref, _ = run(tmp_path, spec)
     s_ref = hmm_stats(ref)
-    assert s_ref["surrogate"].sum() > 0 and s_ref["cache"].sum() + s_ref["micro"].sum() > 0
+    assert s_ref["surrogate"].sum() > 0 and s_ref["micro"].sum() > 0
     out = tmp_path / "killed"
     proc = start(spec, out)
     wait_for_checkpoint(out, proc)

@@ -142,3 +142,23 @@ def test_surrogate_cuts_ring_runs_tenfold_at_equal_accuracy(tmp_path):
     assert calls_a == 320
     assert calls_a >= 10 * calls_b
     assert ea.max() < 5e-3 and eb.max() < 5e-3 and eab.max() < 1e-3
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (lambda d: d["patterns"][0]["query"].update(sets=["densty"]), ["query.sets[0]", "density"]),
+    (lambda d: d["patterns"][0]["answer"].update({"from": ["speed"]}), ["answer.from[0]", "m/s", "veh/s"]),
+    (lambda d: d["solvers"]["road"]["params"].pop("hmm_density_max"), ["hmm_density_max"]),
+    (lambda d: d["solvers"]["ring"]["params"].update(density_region=[0.0, 100.0]), ["density_region"]),
+])
+def test_bad_traffic_hmm_specs_fail_before_launch(tmp_path, edit, expect):
+    """A query of a setting the ring does not have (with the did-you-mean), an answer in the wrong
+    units, an hmm road without its node range, a ring with an open-road setting: spec errors from
+    ``msorch validate``, naming the YAML path."""
+    data = yaml.safe_load((JOBS / "hmm_traffic_light.yaml").read_text())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = run_msorch("validate", path, cwd=tmp_path, timeout=60)
+    assert r.returncode != 0
+    for text in expect:
+        assert text in r.stdout + r.stderr, r.stdout + r.stderr

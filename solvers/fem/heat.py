@@ -50,7 +50,7 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from msorch.solver import FieldSpec, Solver, lazy_module, param
+from msorch.solver import FieldInfo, FieldSpec, Solver, lazy_module, param
 from solvers.fem.assembly import RangeExchange, TensorAssembly
 from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
 from solvers.fem.manufactured import Manufactured
@@ -132,6 +132,16 @@ class HeatSolver(Solver):
     """
 
     Params = HeatParams
+    field_info = {
+        "temperature": FieldInfo("K", "nodal temperature (out: coupled side's nodes, or all nodes when no "
+                                      "side is coupled; in: a dirichlet side's values at t + dt)"),
+        "heat_flux": FieldInfo("W", "nodal heat flow through the coupled side (out: leaving, dirichlet; "
+                                    "in: entering, neumann)", extensive=True),
+        "centroid": FieldInfo("m", "triangle centroids, the HMM query points (conductivity_field; "
+                                   "coarser ones in the first query_levels windows)", 2),
+        "conductivity": FieldInfo("W/(m K)", "conductivity tensor per triangle, row-major (k11, k12, k21, "
+                                             "k22) (conductivity_field)", 4),
+    }
 
     @classmethod
     def field_names(cls, params):

@@ -65,60 +65,31 @@ DEMO = Demo(Microstructure(kind="graded_laminate", k1=1.0, k2=10.0, theta=0.5, a
 
 @dataclass
 class AnswerStats:
-    """What answering cost: micro calls, surrogate answers and seconds spent in each."""
+    """What answering cost: micro calls and the seconds spent in them."""
 
     micro_calls: int = 0
-    surrogate_answers: int = 0
     micro_seconds: float = 0.0
-    surrogate_seconds: float = 0.0
 
 
-def answer(points: np.ndarray, base: CellParams, comm, surrogate=None, batch: int = 16,
-           stats: AnswerStats | None = None) -> np.ndarray:
-    """A*(x) (m, 4) [W/(m K)] at macro ``points`` (m, 2) [m]: one reused ``fem.cell`` instance.
+def answer(points: np.ndarray, base: CellParams, comm, stats: AnswerStats | None = None) -> np.ndarray:
+    """A*(x) (m, 4) [W/(m K)] at macro ``points`` (m, 2) [m]: one ``fem.cell`` instance, reset per point.
 
-    With a ``surrogate`` (:class:`couplings.surrogate.GPSurrogate`, queries (x1, x2),
-    answers 4 components) queries are answered in rounds: every round answers
-    from the surrogate where it is confident and calls the micro solver on the
-    ``batch`` least certain of the rest (ties: first in order), which retrains it.
+    The surrogate variant of this loop is the farm's (jobs/hmm_homogenization_surrogate.yaml).
     """
     stats = stats if stats is not None else AnswerStats()
-    out = np.full((len(points), 4), np.nan)
+    out = np.empty((len(points), 4))
     cell = CellSolver(comm, base)
     cell.initialize(0.0)
-
-    def micro(idx):
-        t0 = time.perf_counter()
-        for i in idx:
-            cell.reset(dataclasses.replace(base, x1=float(points[i, 0]), x2=float(points[i, 1])))
+    t0 = time.perf_counter()
+    try:
+        for i, (x1, x2) in enumerate(points):
+            cell.reset(dataclasses.replace(base, x1=float(x1), x2=float(x2)))
             cell.advance(0.0, 1.0)
             out[i] = cell.get(TENSOR)[0]
-        stats.micro_calls += len(idx)
-        stats.micro_seconds += time.perf_counter() - t0
-
-    try:
-        if surrogate is None:
-            micro(range(len(points)))
-            return out
-        todo = np.arange(len(points))
-        while todo.size:
-            t0 = time.perf_counter()
-            mean, std = surrogate.predict(points[todo])
-            sure = surrogate.confident(std)
-            out[todo[sure]] = mean[sure]
-            stats.surrogate_answers += int(sure.sum())
-            todo, std = todo[~sure], std[~sure]
-            stats.surrogate_seconds += time.perf_counter() - t0
-            if not todo.size:
-                break
-            worst = todo[np.argsort(-std.max(axis=1), kind="stable")[:batch]]
-            micro(worst)
-            t0 = time.perf_counter()
-            surrogate.add(points[worst], out[worst])
-            stats.surrogate_seconds += time.perf_counter() - t0
-            todo = np.setdiff1d(todo, worst)
+        stats.micro_calls += len(points)
         return out
     finally:
+        stats.micro_seconds += time.perf_counter() - t0
         cell.finalize()
 
 

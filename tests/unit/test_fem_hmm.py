@@ -71,11 +71,11 @@ def homogenized_reference(n):
     return solver, u0, Norms(solver)
 
 
-def hmm(n, surrogate=None, batch=16):
+def hmm(n):
     """The FE-HMM solution on n x n macro cells: (solver, U, tensors, stats, seconds)."""
     t0 = time.perf_counter()
     stats = AnswerStats()
-    tensors = answer(centroids(n), DEMO.cell(), COMM, surrogate=surrogate, batch=batch, stats=stats)
+    tensors = answer(centroids(n), DEMO.cell(), COMM, stats=stats)
     solver, u = solve_heat(DEMO.macro(n), COMM, tensors)
     return solver, u, tensors, stats, time.perf_counter() - t0
 

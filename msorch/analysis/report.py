@@ -183,6 +183,9 @@ def summary_lines(res: dict, top: int = 8) -> list[str]:
             pair = not real[j]
             partner = r.omega[j] != 0 and np.any(np.isclose(r.lam, np.conj(r.lam[j]), rtol=1e-6, atol=1e-12))
             amp = r.amplitude[j] * (2 if partner else 1)
+            if partner and real[j]:
+                # a near-real pair is one relaxation: its size is that of its real part at t_from
+                amp = float(np.sqrt(np.mean((2 * np.real(r.b[j] * r.modes[:, j])) ** 2)))
             g, f = r.growth_rate[j], 0.0 if real[j] else abs(r.frequency[j])
             if abs(r.lam[j]) * r.dt < 1e-9:
                 kind = "steady"

@@ -54,7 +54,8 @@ from msorch.solver import FieldInfo, FieldSpec, Solver, lazy_module, param
 from solvers.fem.assembly import RangeExchange, TensorAssembly
 from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
 from solvers.fem.manufactured import Manufactured
-from solvers.fem.microstructure import Microstructure, fine_tensors, problems
+from solvers.fem.microstructure import Microstructure, fine_tensors
+from solvers.fem.microstructure import problems as microstructure_problems
 
 __all__ = ["HeatParams", "HeatSolver"]
 
@@ -158,53 +159,53 @@ class HeatSolver(Solver):
 
     @classmethod
     def check(cls, params):
-        problems_ = []
+        problems = []
         coupled = [side for side in SIDES if getattr(params, side) in COUPLED]
         for side in coupled[1:]:
-            problems_.append((side, f"only one side may be coupled, but {coupled[0]} is "
+            problems.append((side, f"only one side may be coupled, but {coupled[0]} is "
                              f"{getattr(params, coupled[0])} and {side} is {getattr(params, side)}",
                              "use one solver instance per coupled side; set the others to exact or insulated"))
         for n in ("nx", "ny"):
             if getattr(params, n) < 1:
-                problems_.append((n, f"expected an integer >= 1, got {getattr(params, n)}", f"set {n}: 10"))
+                problems.append((n, f"expected an integer >= 1, got {getattr(params, n)}", f"set {n}: 10"))
         for lo, hi in (("x0", "x1"), ("y0", "y1")):
             if not getattr(params, hi) > getattr(params, lo):
-                problems_.append((hi, f"{hi} = {getattr(params, hi)} must exceed {lo} = {getattr(params, lo)}",
+                problems.append((hi, f"{hi} = {getattr(params, hi)} must exceed {lo} = {getattr(params, lo)}",
                                  f"swap {lo} and {hi}"))
         for name in ("conductivity", "capacity"):
             if not getattr(params, name) > 0:
-                problems_.append((name, f"expected a positive value, got {getattr(params, name)}",
+                problems.append((name, f"expected a positive value, got {getattr(params, name)}",
                                  f"set {name}: 1.0"))
         if params.conductivity_field and params.microstructure is not None:
-            problems_.append(("microstructure", "conductivity_field and microstructure both set the conductivity",
+            problems.append(("microstructure", "conductivity_field and microstructure both set the conductivity",
                               "keep one of them"))
         if (params.conductivity_field or params.microstructure is not None) and params.source is None:
-            problems_.append(("source", "the manufactured source assumes the scalar conductivity",
+            problems.append(("source", "the manufactured source assumes the scalar conductivity",
                               "set source (W/m^3) explicitly"))
         if params.query_levels:
             step = 2 ** max(params.query_levels, 0)
             if not params.conductivity_field or params.query_levels < 0:
-                problems_.append(("query_levels", "coarse-to-fine queries need conductivity_field: true and "
+                problems.append(("query_levels", "coarse-to-fine queries need conductivity_field: true and "
                                   "query_levels >= 0", "set conductivity_field: true, or query_levels: 0"))
             elif params.nx % step or params.ny % step:
-                problems_.append(("query_levels", f"nx = {params.nx} and ny = {params.ny} must be multiples of "
+                problems.append(("query_levels", f"nx = {params.nx} and ny = {params.ny} must be multiples of "
                                   f"2^query_levels = {step}", f"use nx, ny multiples of {step}"))
         if params.microstructure is not None:
-            problems_.extend(problems(params.microstructure, "microstructure."))
+            problems.extend(microstructure_problems(params.microstructure, "microstructure."))
             if not params.microstructure.epsilon > 0:
-                problems_.append(("microstructure.epsilon", f"expected a positive period, got "
+                problems.append(("microstructure.epsilon", f"expected a positive period, got "
                                   f"{params.microstructure.epsilon}", "set epsilon: 0.0625"))
         if params.steady and not any(getattr(params, s) in ("exact", "dirichlet") for s in SIDES):
-            problems_.append(("steady", "the steady problem with only neumann/insulated sides is singular",
+            problems.append(("steady", "the steady problem with only neumann/insulated sides is singular",
                              "make one side exact or dirichlet, or set steady: false"))
         for key, value in params.petsc_options.items():
             if not isinstance(key, str) or not key.lstrip("-"):
-                problems_.append((f"petsc_options.{key}", "expected an option name like ksp_type",
+                problems.append((f"petsc_options.{key}", "expected an option name like ksp_type",
                                  "write e.g. ksp_type: cg"))
             elif not isinstance(value, (str, int, float)):
-                problems_.append((f"petsc_options.{key}", f"expected a string value, got {value!r}",
+                problems.append((f"petsc_options.{key}", f"expected a string value, got {value!r}",
                                  "quote the value"))
-        return problems_
+        return problems
 
     # --- lifecycle -----------------------------------------------------------
     def initialize(self, t0):

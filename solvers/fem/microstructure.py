@@ -86,13 +86,6 @@ def problems(m: Microstructure, prefix: str = "") -> list[tuple[str, str, str]]:
     return out
 
 
-def _iso(values) -> np.ndarray:
-    """Isotropic tensors k I, shape (n, 4), for ``values`` of shape (n,) or a scalar (n = 1)."""
-    values = np.atleast_1d(np.asarray(values, dtype=float))
-    zero = np.zeros_like(values)
-    return np.column_stack([values, zero, zero, values])
-
-
 def _fibre(m: Microstructure, x: np.ndarray) -> np.ndarray:
     """The graded fibre phase at macro points ``x`` (n, 2): shape (n, 4)."""
     k2 = m.k2 * (1.0 + m.amplitude * np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1]))
@@ -103,21 +96,41 @@ def _fibre(m: Microstructure, x: np.ndarray) -> np.ndarray:
     return np.column_stack([along * c * c + across * s * s, off, off, along * s * s + across * c * c])
 
 
+def _fibre_at(m: Microstructure, x1: float, x2: float) -> tuple[float, float, float, float]:
+    """:func:`_fibre` at one macro point, in scalar arithmetic."""
+    k2 = m.k2 * (1.0 + m.amplitude * math.sin(math.pi * x1) * math.sin(math.pi * x2))
+    phi = m.turn * 0.5 * (x1 + x2)
+    c, s = math.cos(phi), math.sin(phi)
+    along, across = k2, m.anisotropy * k2
+    off = (along - across) * c * s
+    return (along * c * c + across * s * s, off, off, along * s * s + across * c * c)
+
+
 def cell_tensors(m: Microstructure, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """a(x, y) in the cell's own axes, shape (n, 4) [W/(m K)].
 
     ``x``: macro point(s) [m], shape (2,) (one point for all ``y``) or (n, 2);
     ``y``: cell positions, shape (n, 2), taken modulo 1.
     """
-    y = np.mod(y, 1.0)
+    y1 = np.mod(y[:, 0], 1.0)
+    out = np.zeros((len(y), 4))
     if m.kind == "smooth":
-        return _iso(m.k1 + m.amplitude * np.sin(2.0 * math.pi * y[:, 0]))
+        out[:, 0] = out[:, 3] = m.k1 + m.amplitude * np.sin(2.0 * math.pi * y1)
+        return out
     if m.kind == "checkerboard":
-        first = (y[:, 0] < 0.5) == (y[:, 1] < 0.5)
+        first = (y1 < 0.5) == (np.mod(y[:, 1], 1.0) < 0.5)
     else:
-        first = y[:, 0] < m.theta
-    second = _iso(m.k2) if m.kind == "laminate" else _fibre(m, np.atleast_2d(np.asarray(x, dtype=float)))
-    return np.where(first[:, None], _iso(m.k1), second)
+        first = y1 < m.theta
+    # Called once per HMM query (the cell solver's hot path): fill, then overwrite phase 1;
+    # one macro point goes through scalar math (numpy's per-call overhead dominates there).
+    if m.kind == "laminate":
+        out[:, 0] = out[:, 3] = m.k2
+    elif np.ndim(x) == 1:
+        out[:] = _fibre_at(m, float(x[0]), float(x[1]))
+    else:
+        out[:] = _fibre(m, np.asarray(x, dtype=float))
+    out[first] = (m.k1, 0.0, 0.0, m.k1)
+    return out
 
 
 def rotate(tensors: np.ndarray, angle: float) -> np.ndarray:

@@ -417,7 +417,8 @@ def test_imvj_first_window_equals_iqn_ils_then_beats_it_on_a_drifting_operator()
     Later windows: the multi-vector Jacobian keeps what every window learnt
     (Bogaers et al. 2014), while IQN-ILS keeps 8 windows of filtered columns.
     Measured means (n = 40, drift 2 %): IMVJ 7.95 updates per window, IQN-ILS
-    12.05 (RS-LS restart every 8 windows: 10.4); required: IMVJ at least 20 % fewer.  Every window is checked against
+    12.05 (RS-LS restart every 8 windows: 10.4); required: IMVJ at least 20 %
+    fewer.  Every window is checked against
     ``solve(I - A, b)`` (1e-8 relative).  The ``ls`` restart every 8 windows
     must still beat IQN-ILS without reuse by far (it keeps 2 windows' columns).
     """

@@ -129,7 +129,12 @@ class Coordinator:
             rows = state.get(f"records.{name}")
             self.records[name] = [rows] if rows is not None and len(rows) else []
             rows = state.get(f"phases.{name}")   # absent in checkpoints written before the timeline
-            self.phases[name] = [rows] if rows is not None and len(rows) else []
+            n_ranks = len(self.ctx.layout.groups[name])
+            if rows is None or rows.shape[1:] != (n_ranks, len(PHASES)):
+                # no phases, or another rank layout: NaN rows keep them aligned with the windows
+                done = len(self.records[name][0]) if self.records[name] else 0
+                rows = np.full((done, n_ranks, len(PHASES)), np.nan)
+            self.phases[name] = [rows] if len(rows) else []
         for i in range(len(self.pattern_rows)):
             rows = state.get(f"patterns.{i}")
             self.pattern_rows[i] = [rows] if rows is not None and len(rows) else []
@@ -269,7 +274,7 @@ class Coordinator:
                 print(f"[msorch] {name}: {t.sum():.3f} s in {len(t)} windows (mean {t.mean() * 1e3:.3f} ms, "
                       f"max {t.max() * 1e3:.3f} ms)", flush=True)
             if len(phases.get(name, ())):
-                per_rank = phases[name].sum(axis=0)          # (n_ranks, len(PHASES))
+                per_rank = np.nansum(phases[name], axis=0)   # (n_ranks, len(PHASES)); NaN: not measured
                 split = ", ".join(f"{p} {per_rank[:, j].mean():.3f}" for j, p in enumerate(PHASES))
                 print(f"[msorch] {name}: seconds per rank (mean over {len(per_rank)}): {split}", flush=True)
         if self.pattern_stats:

@@ -140,7 +140,7 @@ def _timeline(plt, f, target: Path) -> Path | None:
     rows = [(s, r) for s, table in tables.items() for r in range(table.shape[1])]
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.6))
     for y, (s, r) in enumerate(rows):
-        table = tables[s][:, r, :]                       # (n_windows, n_phases)
+        table = np.nan_to_num(tables[s][:, r, :])        # (n_windows, n_phases); NaN: not measured
         names = json.loads(tables[s].attrs.get("phases", json.dumps(PHASES)))
         flat = table.reshape(-1)
         starts = np.concatenate([[0.0], np.cumsum(flat)[:-1]]).reshape(table.shape)

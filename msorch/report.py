@@ -77,7 +77,7 @@ def write_report(outdir: Path, output: Path | None = None) -> Path:
                 if key.endswith(".phases"):
                     table = f["timing"][key][:]
                     for r in range(table.shape[1]):
-                        sums = table[:, r, :].sum(axis=0)
+                        sums = np.nansum(table[:, r, :], axis=0)   # NaN: windows before a layout change
                         timing_rows.append([f"{key[:-7]} rank {r}", *(f"{v:.3f}" for v in sums), f"{sums.sum():.3f}"])
                 elif key in f["timing"] and f["timing"][key].ndim == 1:
                     t = f["timing"][key][:]

@@ -152,10 +152,12 @@ class AccelerationSpec:
     over: str | None = _setting(None, "samples the Aitken factor is computed from (default end)",
                                 choices=("window", "end"))
     restart: str | None = _setting(None, "IMVJ restart mode (default none)",
-                                   choices=("none", "zero", "ls"))
+                                   choices=("none", "zero", "ls", "svd"))
     chunk_size: int | None = _setting(None, "IMVJ windows between restarts (default 8)", ge=1)
     restart_reuse: int | None = _setting(None, "IMVJ windows used by the ls restart (default 2)",
                                          ge=1)
+    truncation: float | None = _setting(None, "IMVJ svd restart: singular values kept above this "
+                                        "fraction of the largest (default 1e-3)", gt=0, le=0.5)
 
     def options(self, settings=None) -> dict[str, Any]:
         """Constructor keywords: the set settings, restricted to ``settings`` if given."""

@@ -27,7 +27,8 @@ WINDOWS = 3
 MAX_UPDATES = 600
 METHODS = {"ConstantRelaxation": (ConstantRelaxation, {}), "Aitken": (Aitken, {}),
            "IQNILS": (IQNILS, {}), "IQNILS_reuse": (IQNILS, {"reuse": 1}),
-           "IQNIMVJ": (IQNIMVJ, {}), "IQNIMVJ_ls": (IQNIMVJ, {"restart": "ls", "chunk_size": 2})}
+           "IQNIMVJ": (IQNIMVJ, {}), "IQNIMVJ_ls": (IQNIMVJ, {"restart": "ls", "chunk_size": 2}),
+           "IQNIMVJ_svd": (IQNIMVJ, {"restart": "svd", "chunk_size": 1})}
 
 
 def problem(window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from mpi4py import MPI
 
-from msorch.solver import FieldSpec, Solver, param
+from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
 from . import kernels as K
 from .domain import Domain
@@ -85,6 +85,23 @@ class LJSolver(Solver):
     Params = LJParams
     outputs = SCALARS + ("stress",) + PROFILES
     inputs = INPUTS
+    _E, _P, _T = "epsilon", "epsilon/sigma^{dim}", "epsilon/k_B"
+    field_info = {   # known before launch (msorch solvers md.lj); checked against fields() at setup
+        "kinetic_energy": FieldInfo(_E, "total kinetic energy (box centre)"),
+        "potential_energy": FieldInfo(_E, "total potential energy, with tail correction if on (box centre)"),
+        "total_energy": FieldInfo(_E, "kinetic + potential (box centre)"),
+        "temperature": FieldInfo(_T, "kinetic temperature of the box (box centre)"),
+        "pressure": FieldInfo(_P, "virial pressure, with tail correction if on (box centre)"),
+        "stress": FieldInfo(_P, "virial stress tensor, row-major (box centre)", "{dim}*{dim}"),
+        "density_profile": FieldInfo("1/sigma^{dim}", "number density per bin"),
+        "temperature_profile": FieldInfo(_T, "kinetic temperature per bin"),
+        "velocity_profile": FieldInfo("sigma/tau", "mean velocity per bin", "{dim}"),
+        "stress_profile": FieldInfo(_P, "virial stress per bin, row-major", "{dim}*{dim}"),
+        "target_temperature": FieldInfo(_T, "temperature the thermostat drives each bin to"),
+        "target_velocity": FieldInfo("sigma/tau", "velocity the thermostat drives each bin to", "{dim}"),
+        "body_force": FieldInfo("epsilon/sigma", "force added to every particle of a bin", "{dim}"),
+        "strain": FieldInfo("1", "affine diagonal strain of the box relative to the initial box", "{dim}"),
+    }
 
     @classmethod
     def check(cls, p):

@@ -162,3 +162,32 @@ def test_bad_traffic_hmm_specs_fail_before_launch(tmp_path, edit, expect):
     assert r.returncode != 0
     for text in expect:
         assert text in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.verify
+def test_surrogate_job_restarts_bitwise_mid_refinement(tmp_path):
+    """jobs/hmm_traffic_surrogate.yaml with a checkpoint every 5 windows, restarted from the one
+    after window 10 -- the road's table half refined (round 10 of 16), the farm's cache and GP
+    surrogate trained on the answers so far -- in a copy of the output directory (results after
+    window 10 are dropped and recomputed).  Reference: the uninterrupted run; every density
+    field and every per-window farm count must be bitwise equal."""
+    import shutil
+    spec = yaml.safe_load((JOBS / "hmm_traffic_surrogate.yaml").read_text())
+    spec["checkpoint"] = {"every_windows": 5, "keep": 10}
+    path = tmp_path / "surrogate.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    whole, _ = run(tmp_path, path)
+    again = tmp_path / "again"
+    shutil.copytree(whole, again)
+    r = run_msorch("run", path, "-o", again, "--restart", again / "checkpoints" / "checkpoint_000010.h5",
+                   cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "at window 11" in r.stdout
+    for solver in ("road", "reference"):
+        a, ta = fields(whole, solver, "density")
+        b, tb = fields(again, solver, "density")
+        assert np.array_equal(ta, tb) and np.array_equal(a, b), solver
+    sa, sb = hmm_stats(whole), hmm_stats(again)
+    for key in ("asked", "micro", "cache", "surrogate", "max_std"):
+        assert np.array_equal(sa[key], sb[key], equal_nan=True), key
+    assert sb["surrogate"][10:].sum() > 0                 # the restored GP did answer after the restart

@@ -119,7 +119,7 @@ def _tags(index: int) -> tuple[int, int, int]:
 
 
 def _describe(names, rows) -> str:
-    """'query temperature=0.5' or 'queries temperature=0.1..0.9 (12)'."""
+    """'query temperature=0.5' or '12 queries temperature=0.1..0.9'."""
     rows = np.asarray(rows)
     if len(rows) == 1:
         return "query " + ", ".join(f"{n}={v:.9g}" for n, v in zip(names, rows[0]))

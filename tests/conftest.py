@@ -53,19 +53,34 @@ def pids_matching(text: str) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """True until the process has ended (a zombie has: it holds no files or locks any more)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def kill_matching(text: str, timeout: float = 30) -> None:
-    """SIGKILL every process whose command line contains ``text`` until none is left."""
+    """SIGKILL every process whose command line contains ``text`` and wait until each has ended.
+
+    A dying process loses its command line before it closes its files, so the pids
+    are followed to their end: only then are their HDF5 file locks released.
+    """
     import signal
     import time
     deadline = time.monotonic() + timeout
-    while pids := pids_matching(text):
+    seen: set[int] = set()
+    while (pids := set(pids_matching(text))) or any(map(_alive, seen)):
+        seen |= pids
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        assert time.monotonic() < deadline, f"processes {pids} ({text!r}) survive SIGKILL"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, f"processes {sorted(seen)} ({text!r}) survive SIGKILL"
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def _permutation(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def run(accelerator, *, interface: float = 1.0, right_end: float = 2.0, left_start: float = 0.0,
         n_cells: int = 10, max_iterations: int = 50, tolerance: float = 1e-10,
-        over: str = "window") -> Result:
+        over: str = "window", ny: int = 10, windows: int = N_WINDOWS) -> Result:
     """Run 10 windows of the Dirichlet (left) -- Neumann (right) heat coupling.
 
     ``accelerator``: an :class:`couplings.acceleration.Acceleration` on
@@ -51,19 +51,19 @@ def run(accelerator, *, interface: float = 1.0, right_end: float = 2.0, left_sta
     iteration).  ``over``: ``"window"`` sums the convergence residuals over
     the 10 samples, ``"end"`` uses the last sample only (preCICE).
     """
-    common = dict(y0=0.0, y1=1.0, ny=10, alpha=3.0, beta=1.2)
+    common = dict(y0=0.0, y1=1.0, ny=ny, alpha=3.0, beta=1.2)
     left = HeatSolver(MPI.COMM_SELF, HeatParams(x0=left_start, x1=interface, nx=n_cells,
                                                 right="dirichlet", **common))
     right = HeatSolver(MPI.COMM_SELF, HeatParams(x0=interface, x1=right_end, nx=n_cells,
                                                  left="neumann", **common))
     try:
-        return _run(left, right, accelerator, max_iterations, tolerance, over)
+        return _run(left, right, accelerator, max_iterations, tolerance, over, windows)
     finally:
         left.finalize()
         right.finalize()
 
 
-def _run(left, right, acc, max_iterations, tolerance, over):
+def _run(left, right, acc, max_iterations, tolerance, over, windows):
     left.initialize(0.0)
     right.initialize(0.0)
     lf, rf = left.fields(), right.fields()
@@ -76,7 +76,7 @@ def _run(left, right, acc, max_iterations, tolerance, over):
     q_used = np.repeat(left.get("heat_flux")[q_perm][None], SUBSTEPS + 1, axis=0)
     sl = slice(1, None) if over == "window" else slice(SUBSTEPS, None)
     iterations, converged = [], []
-    for w in range(N_WINDOWS):
+    for w in range(windows):
         t_w = w * WINDOW
         snap = [left.state(), right.state()]
         snap = [{k: np.array(v, copy=True) for k, v in s.items()} for s in snap]
@@ -115,6 +115,6 @@ def _run(left, right, acc, max_iterations, tolerance, over):
     err = 0.0
     for solver in (left, right):
         u = solver.results()["temperature"]
-        ex = exact(solver.result_points(), N_WINDOWS * WINDOW)
+        ex = exact(solver.result_points(), windows * WINDOW)
         err = max(err, float(np.linalg.norm(u - ex) / np.linalg.norm(ex)))
     return Result(iterations, converged, err)

@@ -86,24 +86,15 @@ def problems(m: Microstructure, prefix: str = "") -> list[tuple[str, str, str]]:
     return out
 
 
-def _fibre(m: Microstructure, x: np.ndarray) -> np.ndarray:
-    """The graded fibre phase at macro points ``x`` (n, 2): shape (n, 4)."""
-    k2 = m.k2 * (1.0 + m.amplitude * np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1]))
-    phi = m.turn * 0.5 * (x[:, 0] + x[:, 1])
-    c, s = np.cos(phi), np.sin(phi)
-    along, across = k2, m.anisotropy * k2
-    off = (along - across) * c * s
-    return np.column_stack([along * c * c + across * s * s, off, off, along * s * s + across * c * c])
-
-
-def _fibre_at(m: Microstructure, x1: float, x2: float) -> tuple[float, float, float, float]:
-    """:func:`_fibre` at one macro point, in scalar arithmetic."""
-    k2 = m.k2 * (1.0 + m.amplitude * math.sin(math.pi * x1) * math.sin(math.pi * x2))
+def _fibre(m: Microstructure, x1, x2, lib=np) -> tuple:
+    """The graded fibre phase (k11, k12, k21, k22) at macro points ``x1``, ``x2`` (arrays with
+    ``lib=np``; floats with ``lib=math``, for one point, where numpy's per-call cost dominates)."""
+    k2 = m.k2 * (1.0 + m.amplitude * lib.sin(math.pi * x1) * lib.sin(math.pi * x2))
     phi = m.turn * 0.5 * (x1 + x2)
-    c, s = math.cos(phi), math.sin(phi)
+    c, s = lib.cos(phi), lib.sin(phi)
     along, across = k2, m.anisotropy * k2
     off = (along - across) * c * s
-    return (along * c * c + across * s * s, off, off, along * s * s + across * c * c)
+    return along * c * c + across * s * s, off, off, along * s * s + across * c * c
 
 
 def cell_tensors(m: Microstructure, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -126,9 +117,10 @@ def cell_tensors(m: Microstructure, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if m.kind == "laminate":
         out[:, 0] = out[:, 3] = m.k2
     elif np.ndim(x) == 1:
-        out[:] = _fibre_at(m, float(x[0]), float(x[1]))
+        out[:] = _fibre(m, float(x[0]), float(x[1]), math)
     else:
-        out[:] = _fibre(m, np.asarray(x, dtype=float))
+        x = np.asarray(x, dtype=float)
+        out[:] = np.column_stack(_fibre(m, x[:, 0], x[:, 1]))
     out[first] = (m.k1, 0.0, 0.0, m.k1)
     return out
 

@@ -53,14 +53,14 @@ def _field(ax, name, times, points, data):
     varying = _varying(points)
     if values.shape[1] == 1 or np.allclose(values, values[:, :1]):
         ax.plot(times, values[:, 0], marker=".")
-        ax.set_xlabel("t [s]")
+        ax.set_xlabel("t")
     elif len(varying) <= 1:
         x = points[:, varying[0]] if varying else np.arange(len(points), dtype=float)
         order = np.argsort(x, kind="stable")
         if len(times) > 1:   # space-time diagram
             mesh = ax.pcolormesh(x[order], times, values[:, order], shading="nearest", cmap="viridis")
             ax.figure.colorbar(mesh, ax=ax, label=label)
-            ax.set_ylabel("t [s]")
+            ax.set_ylabel("t")
         else:
             ax.plot(x[order], values[0, order], marker=".")
         ax.set_xlabel("xyz"[varying[0]] if varying else "point")
@@ -116,7 +116,7 @@ def _maps(plt, f, outdir: Path, solvers: list[str], target: Path, times_wanted) 
                 ax.triplot(tri, color="white", lw=0.15, alpha=0.4)
                 ax.plot(*_outline(pts), color="cyan", lw=0.8)
             ax.set_aspect("equal")
-            ax.set_title(f"{name}, t = {t[k]:g} s", fontsize=9)
+            ax.set_title(f"{name}, t = {t[k]:g}", fontsize=9)
             ax.set_xlabel("x")
             ax.set_ylabel("y")
         fig.colorbar(im, ax=list(axes[0]), label=name, shrink=0.9)

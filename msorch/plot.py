@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .timing import PHASES
+from .xdmf import point_sets
 
 PHASE_COLOURS = {"compute": "#4c72b0", "wait": "#dd8452", "exchange": "#55a868", "output": "#c44e52",
                  "checkpoint": "#8172b3"}
@@ -171,7 +172,7 @@ def plot(outdir: Path, times: list[float] | None = None) -> list[Path]:
     written = []
     with h5py.File(outdir / "results.h5", "r") as f:
         solvers = [k for k in f if k not in ("coupling", "timing") and isinstance(f.get(k), h5py.Group)
-                   and "time" in f[k]]
+                   and point_sets(f[k])]
         iterations = f["coupling/iterations"][:]
         if len(iterations) and iterations.max() > 1:
             fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -199,19 +200,21 @@ def plot(outdir: Path, times: list[float] | None = None) -> list[Path]:
         if timeline:
             written.append(timeline)
         for solver in solvers:
-            g = f[solver]
-            if "points" not in g or not len(g["time"]):
-                continue
-            times_s, points = g["time"][:], g["points"][:]
-            fields = [k for k in g if k not in ("time", "points") and getattr(g[k], "ndim", 0) >= 2
-                      and g[k].shape[1] == len(points)]
-            if not fields:
-                continue
-            fig, axes = _axes_grid(plt, len(fields))
-            for ax, name in zip(axes, fields):
-                _field(ax, name, times_s, points, g[name][:len(times_s)])
-            fig.suptitle(solver)
-            written.append(_save(fig, target / f"{solver}.png"))
+            for path in point_sets(f[solver]):   # the file's root, or groups of several point sets
+                g = f[solver] if path == "/" else f[solver][path.lstrip("/")]
+                label = solver + path.rstrip("/").replace("/", ".")
+                if not len(g["time"]):
+                    continue
+                times_s, points = g["time"][:], g["points"][:]
+                fields = [k for k in g if k not in ("time", "points") and getattr(g[k], "ndim", 0) >= 2
+                          and g[k].shape[1] == len(points)]
+                if not fields:
+                    continue
+                fig, axes = _axes_grid(plt, len(fields))
+                for ax, name in zip(axes, fields):
+                    _field(ax, name, times_s, points, g[name][:len(times_s)])
+                fig.suptitle(label)
+                written.append(_save(fig, target / f"{label}.png"))
         written += _maps(plt, f, outdir, solvers, target, times)
     return written
 

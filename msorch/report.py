@@ -103,6 +103,10 @@ def write_report(outdir: Path, output: Path | None = None) -> Path:
     checkpoints = find_checkpoints(outdir / "checkpoints") if (outdir / "checkpoints").is_dir() else []
     parts.append("<h2>Checkpoints</h2>" + (_table(["file", "bytes"], [[p.name, p.stat().st_size] for p in checkpoints])
                                            if checkpoints else "<p>none</p>"))
+    sidecars = sorted(p.name for p in outdir.glob("*.xmf"))
+    if sidecars:
+        parts.append("<h2>ParaView</h2><pre>" + html.escape("\n".join(f"paraview {outdir / n}" for n in sidecars))
+                     + "</pre>")
     parts.append("<h2>Pictures</h2>" + "".join(_png(p) for p in pictures))
     if spec_text:
         parts.append(f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre>")

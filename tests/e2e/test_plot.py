@@ -26,10 +26,12 @@ def test_plot_without_results_says_so(msorch, tmp_path):
 def test_timeline_and_2d_map_from_two_ranks(msorch, tmp_path):
     """A 2-rank triangulated square: the timeline has a row per rank; the 2-D map is drawn on its triangles."""
     import h5py
+    import numpy as np
     import yaml
     spec = tmp_path / "sq.yaml"
     spec.write_text(yaml.safe_dump({"time": {"start": 0.0, "end": 0.3, "window": 0.1},
-                                    "solvers": {"sq": {"kind": "xdmf_square:Square", "ranks": 2, "params": {"n": 5}}}}))
+                                    "solvers": {"sq": {"kind": "xdmf_square:Square", "ranks": 2, "params": {"n": 5}}},
+                                    "checkpoint": {"every_windows": 1}}))
     r = msorch("run", spec, "-o", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "sq: seconds per rank (mean over 2): compute" in r.stdout
@@ -38,6 +40,9 @@ def test_timeline_and_2d_map_from_two_ranks(msorch, tmp_path):
         assert phases.shape == (3, 2, 5)
         # every window's phases add up to about its wall time on the root (the row spans output to output)
         assert abs(phases[:, 0, :].sum() - f["timing/sq"][:].sum()) < 0.5
+        # checkpoints after windows 1 and 2 appear in rows 2 and 3 (a row runs from output to output)
+        assert phases[0, :, 4].sum() == 0 and np.all(phases[1:, :, 4] > 0)
+        assert np.all(phases[:, :, 0] > 0)   # every rank computes in every window
     r = msorch("plot", tmp_path / "out", "--times", "0.1", "0.3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     names = {p.split("/")[-1] for p in r.stdout.split()}

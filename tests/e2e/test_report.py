@@ -31,6 +31,7 @@ def test_report_is_self_contained_and_complete(msorch, tmp_path):
     assert "<td>state</td><td>finished</td>" in page and "<td>windows</td><td>10/10</td>" in page
     assert re.search(r"<td>a rank 0</td>(<td>\d+\.\d{3}</td>){6}", page)
     assert "checkpoint_" in page and "<h2>Warnings</h2><p>none</p>" in page
+    assert "<h2>ParaView</h2>" in page and "a.xmf" in page
 
 
 def test_report_of_an_unfinished_run_warns(msorch, tmp_path):

@@ -71,17 +71,45 @@ def farm_runs(tmp_path_factory):
     return tmp, ref, out, r
 
 
-def test_demo_job_runs_from_outside_the_repository(tmp_path):
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    return run(tmp, ROOT / "jobs" / "hmm_farm_demo.yaml")
+
+
+def test_demo_job_runs_from_outside_the_repository(demo_run):
     """jobs/hmm_farm_demo.yaml as the README shows it; the rod tends to the analytic steady profile
     K(u) = u + u^2/2 linear in x (Kirchhoff transform) only much later, so here: the summary and
     the per-window stats are complete and consistent."""
-    out, r = run(tmp_path, ROOT / "jobs" / "hmm_farm_demo.yaml")
+    out, r = demo_run
     assert "[msorch] hmm cell:" in r.stdout and "balance mean/max" in r.stdout
     s = hmm_stats(out)
     assert np.array_equal(s["window"], np.arange(100))
     assert (s["asked"] == 16).all()
     assert np.array_equal(s["distinct"], s["micro"] + s["cache"] + s["surrogate"])
     assert s["micro_seconds"].shape == (100, 2) and (s["micro_seconds"] >= 0).all()
+
+
+def test_a_farm_beside_an_implicit_coupling(demo_run, tmp_path):
+    """The demo's rod and farm in a job whose scheme is implicit (the decay pair of
+    jobs/decay_pair.yaml iterates every window, IQN-ILS): the farm takes no part in the
+    iterations' reductions, the rod's iterations restart from the window start with the same
+    answers, so its first 10 windows give the same bits as in the explicit demo."""
+    data = yaml.safe_load((ROOT / "jobs" / "decay_pair.yaml").read_text())
+    demo = copy.deepcopy(DEMO)
+    data["name"] = "implicit_farm"
+    data["time"] = {"start": 0.0, "end": 0.02, "window": 0.002}
+    for name in ("a", "b"):
+        data["solvers"][name]["dt"] = 0.001
+    data["solvers"].update(demo["solvers"])
+    data["patterns"] = demo["patterns"]
+    spec = tmp_path / "implicit_farm.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    out, r = run(tmp_path, spec)
+    assert "iterations per window" in r.stdout
+    with h5py.File(out / "results.h5") as f:
+        assert f["coupling/iterations"][:].max() > 1
+    assert np.array_equal(rod(out)[-1], rod(demo_run[0])[1])   # t = 0.02 in both
 
 
 def test_farm_answers_match_the_analytic_law(farm_runs):

@@ -319,6 +319,7 @@ class Farm:
                 self.surrogate = GPSurrogate(self.nq, self.na, s.max_std, s.min_samples)
         self.queries = np.empty((self.n_points, self.nq))
         self.answers = np.empty((self.n_points, self.na))
+        self._row = np.zeros(10 + self.size)
         self._win = None
         if p.mode == "stateless" and self.n_teams > 1:
             from mpi4py import MPI
@@ -640,6 +641,7 @@ class Farm:
 
     # --- stateful --------------------------------------------------------------
     def _setup_stateful(self, first) -> None:
+        self._stateful_stats = np.array([self.n_points, self.n_points, 0, 0, 0, np.nan])
         lo = self.n_points * self.team_index // self.n_teams
         hi = self.n_points * (self.team_index + 1) // self.n_teams
         self.owned = (lo, hi)
@@ -672,7 +674,8 @@ class Farm:
                 raise HMMError(f"hmm farm {self.p.micro!r}: a persistent instance of points {lo}..{hi - 1} "
                                f"({_describe(self.names, rows)}) failed on farm rank {self.rank} "
                                f"(world rank {self.world_rank}): {type(exc).__name__}: {exc}") from exc
-            bad = np.flatnonzero(~np.isfinite(mine).all(axis=1))
+            # A sum is finite only if every term is: the per-row search only when it is not.
+            bad = [] if math.isfinite(float(mine.sum())) else np.flatnonzero(~np.isfinite(mine).all(axis=1))
             if len(bad) and self.leader:
                 i = int(bad[0])
                 raise HMMError(f"hmm farm {self.p.micro!r}: the persistent instance of macro point {lo + i} "
@@ -685,8 +688,7 @@ class Farm:
                               (self.answers, self.gather_counts * self.na) if self.root else None, root=0)
         else:
             self.answers[...] = mine
-        n = self.n_points
-        return np.array([n, n, 0, 0, 0, np.nan])
+        return self._stateful_stats
 
     # --- the window ---------------------------------------------------------------
     def serve(self, w: int) -> None:
@@ -709,17 +711,20 @@ class Farm:
                 a, b = self.offsets[i], self.offsets[i + 1]
                 if b > a:
                     data.Send(self.answers[a:b], dest=r, tag=self.tags[2])
-        mine = np.array([self.micro_seconds, self.retries - retries])
-        ranks = np.empty((self.size, 2)) if self.root else None
+        row = self._row   # window, asked, distinct, micro, cache, surrogate, fallback, retries,
+        #                   max_std, farm seconds, micro seconds per farm rank (hmm_stats.columns)
         if self.size > 1:
+            mine = np.array([self.micro_seconds, self.retries - retries])
+            ranks = np.empty((self.size, 2)) if self.root else None
             self.comm.Gather(mine, ranks, root=0)
-        elif self.root:
-            ranks[0] = mine
+            if self.root:
+                row[10:], row[7] = ranks[:, 0], ranks[:, 1].sum()
+        else:
+            row[10], row[7] = self.micro_seconds, self.retries - retries
         if self.root:
-            # window, asked, distinct, micro, cache, surrogate, fallback, retries, max_std, farm s, micro s/rank
+            row[0], row[1], row[2:7], row[8] = w, self.n_points, stats[:5], stats[5]
+            row[9] = time.perf_counter() - t0
             # One small row per window to the coordinator; it precedes the window's report.
-            row = np.concatenate([[w, self.n_points], stats[:5], [ranks[:, 1].sum()], stats[5:],
-                                  [time.perf_counter() - t0], ranks[:, 0]])
             self.ctx.world.Send(row, dest=0, tag=TAG_PATTERN0 + self.index)
 
     # --- checkpoints ------------------------------------------------------------------

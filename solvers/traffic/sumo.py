@@ -34,7 +34,8 @@ by one SUMO step at set-up, so msorch time t is SUMO time t - t0 + step_length.
 
 Checkpoints: SUMO's own saved state (``simulation.saveState`` with 17 digits and
 its random-number state) inside the HDF5 checkpoint, plus the adapter's
-counters; ``loadState`` puts it back.
+counters; ``loadState`` puts it back and the run continues bitwise (tested).  A
+ring's routes repeat their lap for 1e5 s of driving at v0.
 
 Errors: libsumo raises ``TraCIException`` with SUMO's message; SUMO's start-up
 errors are read from its error log and quoted.
@@ -59,6 +60,10 @@ from .settings import raise_if_invalid
 from .sumo_network import net_edge_lengths, write_road, write_routes
 
 __all__ = ["SumoParams", "SumoSolver"]
+
+# SUMO 1.15 leaves the type of a vehicle added through TraCI out of its saved state, which
+# then loads it as DEFAULT_VEHTYPE: so the IDM type *is* the default type.
+_VTYPE = "DEFAULT_VEHTYPE"
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class SumoSolver(AgentRoadSolver):
                     route = f"msorch_from{k[i]}"
                     if route not in S.route.getIDList():
                         S.route.add(route, self.edge_ids[k[i]:])
-                S.vehicle.add(f"init{i}", route, typeID="msorch_idm", depart="now",
+                S.vehicle.add(f"init{i}", route, typeID=_VTYPE, depart="now",
                               departPos=repr(float(x[i] - self.seg.edges[k[i]])), departSpeed=repr(float(speed)),
                               departLane="0")
         S.simulationStep()
@@ -298,7 +303,7 @@ class SumoSolver(AgentRoadSolver):
         self.added += 1
         # SUMO refuses a departure speed of exactly v0 ("slow lane ahead"): 1 um/s below it
         v = min(max(speed, 0.0), self.params.v0 - 1e-6)
-        self.sumo.vehicle.add(vid, "road", typeID="msorch_idm", depart="now", departPos=repr(pos),
+        self.sumo.vehicle.add(vid, "road", typeID=_VTYPE, depart="now", departPos=repr(pos),
                               departSpeed=repr(v), departLane="0")
         self.waiting = vid
 

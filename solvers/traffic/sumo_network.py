@@ -59,11 +59,12 @@ def idm_vtype(parent: ET.Element, type_id: str, *, v0, T, s0, a, b, delta, lengt
                          speedDev="0", sigma="0")
 
 
-def write_routes(path: Path, vtype: dict, edges: list[str], ring: bool, repeat: int = 100) -> None:
-    """Route file with the IDM type ``msorch_idm``; on a ring one endlessly repeated lap
-    per start edge (``r<k>``), on a road one route ``road`` over all edges."""
+def write_routes(path: Path, vtype: dict, edges: list[str], ring: bool, repeat: int = 100,
+                 type_id: str = "DEFAULT_VEHTYPE") -> None:
+    """Route file with the IDM type ``type_id`` (default: SUMO's default type); on a ring one
+    lap per start edge (``r<k>``) repeated ``repeat`` times, on a road one route ``road``."""
     root = ET.Element("routes")
-    idm_vtype(root, "msorch_idm", **vtype)
+    idm_vtype(root, type_id, **vtype)
     if ring:
         n = len(edges)
         for k in range(n):

@@ -235,6 +235,8 @@ class IDMSolver(AgentRoadSolver):
         self.work = np.zeros((2, max(64, 2 * self.veh.shape[1])))
         self.lead = np.zeros(4)
         self._checked_dt = None
+        # a ring on one rank without ramps: no gathers, sources or sinks, a step is idm_kernel.ring_step
+        self.one_rank_ring = self.ring and self.size == 1 and not len(self.sink_x) and not self.src_active.any()
 
     @property
     def tables(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -317,11 +319,15 @@ class IDMSolver(AgentRoadSolver):
             self._check_dt(dt)
         self.last_dt = dt
         self.step_in = self.step_out = 0
-        if self.src_active.any():
-            self._insert(dt)
         n = self.veh.shape[1]
         if self.work.shape[1] < n:
             self.work = np.zeros((2, 2 * n))
+        if self.one_rank_ring:      # the hot path of an HMM micro ring: one numba call per step
+            self.step_in = self.step_out = K.ring_step(self.veh, self.L, p.delta, p.update == "ballistic", dt,
+                                                       self.lead, self.work[0], self.work[1])
+            return
+        if self.src_active.any():
+            self._insert(dt)
         K.idm_step(self.veh, self._leader(), dt, p.delta, p.update == "ballistic", self.work[0], self.work[1])
         if len(self.sink_x):
             self._offramps()
@@ -331,13 +337,13 @@ class IDMSolver(AgentRoadSolver):
     def advance_batch(cls, instances, t, dt):
         """One step of many instances on this rank; one numba call moves all one-rank rings.
 
-        Rings on one rank without off-ramps go through
+        Rings on one rank without ramps go through
         :func:`idm_kernel.ring_batch_step` (bitwise what :meth:`advance` gives);
         any other instance is advanced by its own :meth:`advance`.
         """
         rings = []
         for inst in instances:
-            if inst.ring and inst.size == 1 and not len(inst.sink_x):
+            if inst.one_rank_ring:
                 rings.append(inst)
             else:
                 inst.advance(t, dt)

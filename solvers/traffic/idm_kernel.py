@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 __all__ = ["COLUMNS", "NCOL", "X", "V", "ID", "CLS", "V0", "T", "S0", "A", "B", "LEN", "IV0", "ISAB",
-           "idm_step", "empty", "set_derived"]
+           "idm_step", "ring_step", "ring_batch_step", "empty", "set_derived"]
 
 # the last two are derived from the driver parameters (see set_derived): the kernel multiplies
 # instead of dividing, which makes it ~1.5x faster
@@ -123,15 +123,51 @@ def empty(n: int = 0) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def ring_step(veh, L, delta, ballistic, dt, lead, acc, xold):
+    """One step of a whole ring held by one array: :func:`idm_step`, then the wrap at x = L.
+
+    ``veh`` (NCOL, n) holds the ring's vehicles sorted by x in [0, L); updated
+    in place.  The leader of the front vehicle is the rear one, a lap ahead.
+    Vehicles that pass L move to the front with x - L, as ``IDMSolver``'s
+    general path does by concatenation, so the result is bitwise the same.
+    ``lead`` (4,), ``acc`` and ``xold`` (>= n) are work space.  Returns the
+    number of vehicles that passed x = L.
+    """
+    n = veh.shape[1]
+    if n == 0:
+        return 0
+    lead[0] = 1.0
+    lead[1] = veh[X, 0] + L
+    lead[2] = veh[V, 0]
+    lead[3] = veh[LEN, 0]
+    idm_step(veh, lead, dt, delta, ballistic, acc, xold)
+    k = n
+    while k > 0 and veh[X, k - 1] >= L:
+        k -= 1
+    m = n - k
+    if m == 0:
+        return 0
+    for c in range(veh.shape[0]):            # rotate the m leavers to the front
+        row = veh[c]
+        for j in range(m):
+            acc[j] = row[k + j]
+        for j in range(k - 1, -1, -1):
+            row[j + m] = row[j]
+        for j in range(m):
+            row[j] = acc[j]
+    for j in range(m):
+        veh[X, j] -= L
+    return m
+
+
+@numba.njit(cache=True)
 def ring_batch_step(vehs, lengths, deltas, ballistic, dt, lead, acc, xold, crossed):
-    """One step of many one-rank rings: :func:`idm_step` on each, then the wrap at x = L.
+    """:func:`ring_step` on many one-rank rings in one call.
 
     Parameters
     ----------
     vehs : numba.typed.List of ndarray, shape (NCOL, n_r)
-        Each ring's vehicles sorted by x in [0, L_r); updated in place (vehicles
-        that pass L_r move to the front with x - L_r, as ``IDMSolver.advance``
-        does by concatenation, so the result is bitwise the same).
+        Each ring's vehicles, updated in place.
     lengths, deltas : ndarray, shape (n_rings,)
         Ring lengths L_r [m] and acceleration exponents.
     ballistic : ndarray of bool, shape (n_rings,)
@@ -141,31 +177,4 @@ def ring_batch_step(vehs, lengths, deltas, ballistic, dt, lead, acc, xold, cross
         Receives the number of vehicles that passed x = L_r.
     """
     for r in range(len(vehs)):
-        veh = vehs[r]
-        n = veh.shape[1]
-        crossed[r] = 0
-        if n == 0:
-            continue
-        L = lengths[r]
-        lead[0] = 1.0
-        lead[1] = veh[X, 0] + L
-        lead[2] = veh[V, 0]
-        lead[3] = veh[LEN, 0]
-        idm_step(veh, lead, dt, deltas[r], ballistic[r], acc, xold)
-        k = n
-        while k > 0 and veh[X, k - 1] >= L:
-            k -= 1
-        m = n - k
-        if m == 0:
-            continue
-        crossed[r] = m
-        for c in range(veh.shape[0]):            # rotate the m leavers to the front
-            row = veh[c]
-            for j in range(m):
-                acc[j] = row[k + j]
-            for j in range(k - 1, -1, -1):
-                row[j + m] = row[j]
-            for j in range(m):
-                row[j] = acc[j]
-        for j in range(m):
-            veh[X, j] -= L
+        crossed[r] = ring_step(vehs[r], lengths[r], deltas[r], ballistic[r], dt, lead, acc, xold)

@@ -18,6 +18,10 @@ under a temporary name then renamed); the cells are chosen by what is known:
 - otherwise one vertex per point (particles, bins in 2-D/3-D, whole-domain
   scalars).
 
+In ParaView open it with the "XDMF Reader" (offered first when it asks which
+reader to use): ParaView 5.11's Xdmf3 readers skip HyperSlab attributes.
+meshio reads the mesh and times (not HyperSlabs).
+
 The group root rewrites the XML at every results flush and at the end of the
 run (temporary file, then rename), always after the HDF5 flush, so the XML
 never names rows that are not on disk and a killed run still opens.
@@ -166,10 +170,12 @@ def _item(shape, dtype, ref: str) -> str:
 
 def _slab(start, stride, count, full, dtype, ref: str) -> str:
     rows = len(full)
-    sel = (f'          <DataItem Dimensions="3 {rows}" Format="XML">'
+    sel = (f'          <DataItem Dimensions="3 {rows}" NumberType="UInt" Format="XML">'
            f'{" ".join(map(str, start))} {" ".join(map(str, stride))} {" ".join(map(str, count))}</DataItem>')
     dims = " ".join(str(int(c)) for c in (count[1:] if count[0] == 1 else count))   # the row, without the 1
-    return (f'        <DataItem ItemType="HyperSlab" Dimensions="{dims}" Type="HyperSlab">\n{sel}\n'
+    dtype = np.dtype(dtype)   # the result's type too: ParaView's Xdmf3 reader skips the array without it
+    return (f'        <DataItem ItemType="HyperSlab" Dimensions="{dims}" Type="HyperSlab" '
+            f'NumberType="{_NUMBER.get(dtype.kind, "Float")}" Precision="{dtype.itemsize}">\n{sel}\n'
             + _item(full, dtype, ref).replace("        <DataItem", "          <DataItem") + "\n        </DataItem>")
 
 

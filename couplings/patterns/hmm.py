@@ -29,7 +29,12 @@ The contract (refining ``/work/briefs/hmm_contract.md``)
   :meth:`Solver.reset`, or construction for a new instance), or an input
   (``put`` once before the run with every value of the field equal to the
   component, held constant: the solver keeps what it was given).  Settings of
-  type int are rounded, bool taken as nonzero.
+  type int are rounded, bool taken as nonzero.  ``reset(params)`` must leave
+  the instance as construction + ``initialize(0)`` would (answers then do not
+  depend on which instance, or which farm rank, ran a query).
+* **Units**: every observable's units equal the answer field's: checked
+  before launch where both classes declare ``field_info``, and at setup from
+  ``fields()`` always.
 * **Observables** (``answer.from``): output fields read with ``get`` after
   each step, reduced over all values of the instance (mean for intensive,
   sum for extensive fields, ``FieldSpec.extensive``; over the instance's

@@ -193,6 +193,12 @@ def spec_sections() -> list[tuple[str, str, list[Setting]]]:
                 visit(f"{path}.{key}{name}{item}".lstrip("."), sub, _summary(sub))
 
     visit("", spec._Document, "The top level of a job spec.")
+    try:   # pattern kinds declare their entries' dataclasses in couplings/patterns
+        from couplings.patterns import KINDS
+    except ImportError:
+        KINDS = {}
+    for kind in sorted(KINDS):
+        visit(f"patterns[] (kind: {kind})", KINDS[kind].spec, _summary(KINDS[kind].spec))
     return out
 
 

@@ -72,7 +72,14 @@ def cmd_run(args) -> int:
     cmd_restart = _take_outdir(args, job, outdir)
     if cmd_restart is _NOT_FOUND:
         return 2
-    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher, restart=cmd_restart)
+    from . import placement
+    try:   # several nodes: which rank runs where (resources.placement, or packed)
+        hostfile = None if args.dry_run else placement.hostfile_for_allocation(job, layout, outdir)
+    except (ValueError, RuntimeError) as exc:
+        print(f"msorch: error: {exc}", file=sys.stderr)
+        return 2
+    cmd = launch.launch_command(layout.size, args.spec, outdir, launcher=args.launcher, restart=cmd_restart,
+                                hostfile=hostfile)
     if args.dry_run:
         print(shlex.join(cmd))
         return 0

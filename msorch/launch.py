@@ -36,8 +36,13 @@ def mpi_size_in_place() -> int | None:
 
 
 def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "mpirun",
-                   restart: str | None = None, python: str | None = None) -> list[str]:
-    """The argument list that starts ``n_ranks`` ranks of the runtime (no shell involved)."""
+                   restart: str | None = None, python: str | None = None,
+                   hostfile: str | None = None) -> list[str]:
+    """The argument list that starts ``n_ranks`` ranks of the runtime (no shell involved).
+
+    ``hostfile``: one node name per world rank (:mod:`msorch.placement`); each rank
+    then starts on its line's node (srun's arbitrary distribution, mpirun's seq mapper).
+    """
     python = python or sys.executable
     # -P: the ranks' working directory is not put on sys.path, so a folder named
     # msorch (or solvers, couplings) there cannot shadow the installed package.
@@ -46,10 +51,15 @@ def launch_command(n_ranks: int, spec_path: str, outdir: str, launcher: str = "m
         tail += ["--restart", str(restart)]
     if launcher == "srun":
         # Debian's Open MPI talks to srun through PMIx only.
-        return ["srun", "--mpi=pmix", "--ntasks", str(n_ranks), "--kill-on-bad-exit=1", *tail]
+        # --overcommit: a placement may put more ranks on a node than SLURM's even split gave it.
+        placed = ["--distribution=arbitrary", f"--nodelist={hostfile}", "--overcommit"] if hostfile else []
+        return ["srun", "--mpi=pmix", "--ntasks", str(n_ranks), *placed, "--kill-on-bad-exit=1", *tail]
     cmd = ["mpirun", "-n", str(n_ranks)]
-    if n_ranks > (os.cpu_count() or 1):
-        # More ranks than cores: allow it, and don't pin ranks onto the same core.
+    if hostfile:
+        cmd += ["--mca", "rmaps", "seq", "--hostfile", str(hostfile)]
+    if n_ranks > (os.cpu_count() or 1) or hostfile:
+        # More ranks than cores (or than SLURM's even split gave a node): allow it,
+        # and don't pin ranks onto the same core.
         cmd += ["--oversubscribe", "--bind-to", "none"]
     return cmd + tail
 

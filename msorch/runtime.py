@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import outdir as outdir_lock
+from . import placement
 from .layout import Layout
 from .messages import STOPPED, TAG_ERROR
 from .schedule import Plan, make_plan
@@ -46,6 +47,7 @@ class Context:
     group: object
     solvers: object
     outdir: Path
+    nodes: list | None = None   # node name of every world rank (on the coordinator; msorch.placement)
 
 
 def versions() -> dict:
@@ -92,9 +94,10 @@ def run(spec_path: str, outdir: str, restart: str | None = None) -> int:
             except outdir_lock.OutdirError as exc:
                 print(f"msorch: error: {exc}", file=sys.stderr, flush=True)
                 world.Abort(2)
+    nodes = world.gather(placement.this_node(), root=0)   # where each rank really runs
     world.Barrier()
     outdir_lock.join(out)   # every rank, for its whole life: a restart waits until all are gone
-    ctx = Context(job, layout, plan, world, data, group, solvers, out)
+    ctx = Context(job, layout, plan, world, data, group, solvers, out, nodes)
     if rank == 0:
         return _coordinate(ctx, restart)
     _work(ctx, role[0], role[1], restart)
@@ -106,6 +109,8 @@ def _coordinate(ctx, restart) -> int:
     from .coordinator import Coordinator, JobFailed, fail
     coordinator = Coordinator(ctx)
     print(f"[msorch] {ctx.job.name}: {ctx.layout.describe()}; {ctx.job.time.n_windows} windows", flush=True)
+    if len(set(ctx.nodes)) > 1 or int(os.environ.get("SLURM_JOB_NUM_NODES") or 1) > 1:
+        print(f"[msorch] placement: {placement.describe(ctx.layout, ctx.nodes)}", flush=True)
     try:
         first = 0
         if restart:
@@ -114,7 +119,8 @@ def _coordinate(ctx, restart) -> int:
         records = coordinator.run(first)
         coordinator.finish(records, {"versions": versions(), "wall_seconds": coordinator.wall,
                                      "finished": int(not coordinator.stopped_early),
-                                     "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                     "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                     "placement": placement.record(ctx.layout, ctx.nodes)})
     except JobFailed as exc:
         coordinator.write_status("failed", str(exc))
         fail(ctx.world, str(exc))

@@ -204,6 +204,10 @@ class ResourcesSpec:
                                   "(0: no signal)", units="s", ge=0, le=65535)
     launcher: str = _setting("mpirun", "how the ranks start inside the allocation",
                              choices=("mpirun", "srun"))
+    placement: dict[str, int] | None = _setting(
+        None, "node index (0-based) of each solver group; the coordinator runs on node 0 "
+        "(default: pack the groups so that none straddles nodes unless it must)",
+        example={"left": 0, "right": 1})
 
 
 @dataclass(frozen=True)
@@ -1133,6 +1137,7 @@ class _Reader:
                          f"the signal {resources.signal_before} s before the end comes before "
                          f"the job starts (time limit {limit} s)",
                          "lower signal_before or raise resources.time")
+        self._check_placement(resources, solvers)
         ranks = [d["ranks"] for d in solvers.values()]
         if resources.tasks is None or not ranks or None in ranks:
             return
@@ -1141,6 +1146,24 @@ class _Reader:
             self.add("resources.tasks", f"expected at least the job's {total} ranks "
                      f"(1 coordinator + {sum(ranks)} solver ranks), got {resources.tasks}",
                      f"set tasks: {total} or remove it (default: the job's ranks)")
+
+    def _check_placement(self, resources: ResourcesSpec, solvers: dict[str, dict]) -> None:
+        if resources.placement is None:
+            return
+        for name, node in resources.placement.items():
+            path = _join("resources.placement", name)
+            if name not in solvers:
+                self.add(path, f"{name!r} is not a solver of this job",
+                         _did_you_mean(name, sorted(solvers), "solvers"))
+            elif not 0 <= node < resources.nodes:
+                self.add(path, f"expected a node index 0..{resources.nodes - 1} "
+                         f"(resources.nodes is {resources.nodes}), got {node}",
+                         f"use 0..{resources.nodes - 1} or raise resources.nodes to {node + 1}")
+        missing = [n for n in solvers if n not in resources.placement]
+        if missing:
+            self.add("resources.placement", f"no node for {', '.join(map(repr, missing))}",
+                     "give every solver a node, e.g. " + ", ".join(f"{n}: 0" for n in missing)
+                     + " (or remove placement to pack the groups)")
 
 
 # ---------------------------------------------------------------------------

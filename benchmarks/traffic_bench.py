@@ -36,6 +36,7 @@ from scipy.optimize import brentq
 
 from solvers.traffic import idm_kernel as K
 from solvers.traffic.idm import IDMParams, IDMSolver
+from solvers.traffic.sumo_network import idm_vtype, write_road
 
 V0, T, S0, A, B, DELTA, LEN = 30.0, 1.5, 2.0, 1.5, 1.67, 4.0, 5.0
 SPACING, DT, T_END = 25.0, 0.1, 300.0
@@ -65,25 +66,9 @@ def run_msorch(n: int) -> tuple[float, float]:
 def write_sumo_inputs(d: Path, n: int) -> None:
     n_edges = int(round(n * SPACING / EDGE))
     per_edge = int(round(EDGE / SPACING))
-    r = EDGE / (2 * math.sin(math.pi / n_edges))
-    nodes = ET.Element("nodes")
-    for i in range(n_edges):
-        ang = 2 * math.pi * i / n_edges
-        ET.SubElement(nodes, "node", id=f"n{i}", x=f"{r * math.cos(ang):.3f}", y=f"{r * math.sin(ang):.3f}",
-                      type="priority")
-    edges = ET.Element("edges")
-    for i in range(n_edges):
-        ET.SubElement(edges, "edge", id=f"e{i}", attrib={"from": f"n{i}", "to": f"n{(i + 1) % n_edges}"},
-                      numLanes="1", speed=f"{V0 + 10:.1f}", length=f"{EDGE:.1f}")
-    ET.ElementTree(nodes).write(d / "ring.nod.xml")
-    ET.ElementTree(edges).write(d / "ring.edg.xml")
-    subprocess.run(["netconvert", "--node-files", str(d / "ring.nod.xml"), "--edge-files", str(d / "ring.edg.xml"),
-                    "-o", str(d / "ring.net.xml"), "--no-internal-links", "true", "--no-turnarounds", "true",
-                    "--no-warnings", "true"], check=True, capture_output=True, text=True)
+    write_road(d, n_edges, EDGE, V0 + 10, ring=True, prefix="ring")   # traffic.sumo's network builder
     routes = ET.Element("routes")
-    ET.SubElement(routes, "vType", id="idm", carFollowModel="IDM", length=f"{LEN}", minGap=f"{S0}",
-                  accel=f"{A}", decel=f"{B}", emergencyDecel="9", tau=f"{T}", delta=f"{DELTA}",
-                  maxSpeed=f"{V0}", speedFactor="1", speedDev="0", sigma="0")
+    idm_vtype(routes, "idm", v0=V0, T=T, s0=S0, a=A, b=B, delta=DELTA, length=LEN)
     for i in range(n_edges):                 # one lap starting at each edge (300 s < one lap at 30 m/s)
         ET.SubElement(routes, "route", id=f"r{i}", edges=" ".join(f"e{(i + k) % n_edges}" for k in range(n_edges)))
     vid = 0

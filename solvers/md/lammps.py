@@ -51,6 +51,7 @@ Units: ``system: lj`` uses reduced LJ units (as ``md.lj``); scripts with
 from __future__ import annotations
 
 import re
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ class LammpsSolver(Solver):
         self.dirty = True
         self.dt = None
         self.runs = 0
+        self.run_seconds = 0.0
         self.ext = False
         self._obs = None
         if p.system == "lj":
@@ -352,7 +354,9 @@ class LammpsSolver(Solver):
             # restart the log (one thermo block per run would grow it without bound);
             # the path is rank 0's, the command collective
             cmds.append(f"log {self.comm.bcast(self.lammps.log, root=0)}")
+        start = time.perf_counter()
         self.lammps.commands(cmds)
+        self.run_seconds += time.perf_counter() - start   # time inside LAMMPS runs (benchmarks)
         self.dirty = False
         self._obs = None
 
@@ -366,16 +370,33 @@ class LammpsSolver(Solver):
         rescale(self.comm, v, n, self.dim, groups, self.target_t, self.target_u)
 
     # --- observables ------------------------------------------------------------------------
-    def observables(self) -> dict[str, np.ndarray]:
-        """Every output of the current state, global values on every rank (collective)."""
+    def observables(self, profiles: bool = True) -> dict[str, np.ndarray]:
+        """Outputs of the current state, global values on every rank (collective): the
+        whole-box scalars (LAMMPS thermo keywords, no communication), plus the profiles
+        (per-atom data binned, one Allreduce) unless ``profiles`` is false."""
         self._sync()
         if self._obs is None:
-            self._obs = self.lammps.call(self._measure)
+            self._obs = self.lammps.call(self._scalars)
+        if profiles and "density_profile" not in self._obs:
+            self._obs.update(self.lammps.call(self._profiles))
         return self._obs
 
-    def _measure(self, lmp):
+    def _scalars(self, lmp):
         dim = self.dim
         th = {k: float(lmp.get_thermo(k)) for k in _THERMO}
+        idx = [_VOIGT[a][b] for a in range(dim) for b in range(dim)]
+        p6 = np.array([th["pxx"], th["pyy"], th["pzz"], th["pxy"], th["pxz"], th["pyz"]])
+        return {
+            "kinetic_energy": np.array([th["ke"]]),
+            "potential_energy": np.array([th["pe"]]),
+            "total_energy": np.array([th["ke"] + th["pe"]]),
+            "temperature": np.array([th["temp"]]),
+            "pressure": np.array([th["press"]]),
+            "stress": -p6[idx][None, :],
+        }
+
+    def _profiles(self, lmp):
+        dim = self.dim
         lmp.get_thermo("c_msorch_sasum")       # the per-atom virial is current after every run
         n = int(lmp.extract_global("nlocal"))
         x = lmp.numpy.extract_atom("x")[:n]
@@ -408,14 +429,7 @@ class LammpsSolver(Solver):
                           / (dim * np.maximum(count - 1, 1) * c["boltz"]), 0.0)
         stress6 = -(thermal6 * c["mvv2e"] * c["nktv2p"] + per_bin[:, 11:17]) / vol_b[:, None]
         idx = [_VOIGT[a][b] for a in range(dim) for b in range(dim)]
-        p6 = np.array([th["pxx"], th["pyy"], th["pzz"], th["pxy"], th["pxz"], th["pyz"]])
         return {
-            "kinetic_energy": np.array([th["ke"]]),
-            "potential_energy": np.array([th["pe"]]),
-            "total_energy": np.array([th["ke"] + th["pe"]]),
-            "temperature": np.array([th["temp"]]),
-            "pressure": np.array([th["press"]]),
-            "stress": -p6[idx][None, :],
             "density_profile": count / vol_b,
             "count_profile": count,
             "temperature_profile": t_prof,
@@ -454,7 +468,7 @@ class LammpsSolver(Solver):
 
     def get(self, name):
         """This rank's values of output ``name`` (collective)."""
-        value = self.observables()[name]
+        value = self.observables(profiles=name not in SCALARS and name != "stress")[name]
         if name in SCALARS:
             value = value.reshape(1)
         elif name == "stress":

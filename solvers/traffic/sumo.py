@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +174,7 @@ class SumoSolver(AgentRoadSolver):
         self.up_flow_in = float(p.inflow_flow if p.inflow == "flow" else 0.0)
         self.up_density_in = 0.0
         self.last_speeds: dict[str, float] = {}
+        self.sumo_seconds = 0.0
         self._initial_vehicles()
         self._stats = None
 
@@ -230,7 +232,9 @@ class SumoSolver(AgentRoadSolver):
             if p.handover:
                 last = self.edge_ids[-1]
                 self.last_speeds = {v: S.vehicle.getSpeed(v) for v in S.edge.getLastStepVehicleIDs(last)}
+        start = time.perf_counter()
         S.simulationStep()
+        self.sumo_seconds += time.perf_counter() - start   # time inside SUMO's steps (benchmarks)
         departed = S.simulation.getDepartedIDList()
         arrived = S.simulation.getArrivedIDList()
         self.step_in = len(departed)

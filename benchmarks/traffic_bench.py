@@ -9,7 +9,8 @@ delta 4, length 5 m), started at rest, dt = 0.1 s, 300 s simulated, runs in
 * SUMO (``sumo``, Debian package ``sumo``): ``carFollowModel="IDM"`` with
   minGap = s0, tau = T, accel = a, decel = b, delta, maxSpeed = v0,
   speedFactor 1, speedDev 0 (sigma is not used by IDM), action step = step
-  length; network and routes are written here as plain XML and netconvert.
+  length; the network comes from solvers.traffic.sumo_network (shared with
+  traffic.sumo), the routes are written here.
 
 Checks: the stationary mean speeds agree within 0.5 % with each other and
 with the analytic equilibrium v_e (s_e(v) = (s0 + vT)/sqrt(1 - (v/v0)^delta)

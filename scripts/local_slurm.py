@@ -11,7 +11,7 @@ or ``/tmp/msorch-slurm``), creates a private munge key, and starts ``munged``,
 idle.  Nothing under ``/etc`` is touched: clients find the cluster through
 ``SLURM_CONF=DIR/slurm.conf`` (``env`` prints the export line), and munge talks
 on a private socket named in ``AuthInfo``.  ``stop`` cancels the cluster's jobs
-and ends the three daemons by the pids they recorded.
+and ends every daemon it started by the pids they recorded.
 
 Containers may lack cgroups and systemd, hence ``proctrack/linuxproc``,
 ``task/none`` and daemons started directly.  The node advertises
@@ -21,14 +21,19 @@ Containers may lack cgroups and systemd, hence ``proctrack/linuxproc``,
 
 ``--nodes K`` (or ``MSORCH_SLURM_NODES=K``) with K > 1 starts K ``slurmd`` on
 this host as nodes ``n1..nK``: each is its own SLURM node (``slurmd -N nI``,
-``NodeHostname`` this host, ``NodeAddr=127.0.0.1``, its own ``Port`` and spool
-directory).  Debian's slurm-wlm 22.05 is not built with
-``--enable-multiple-slurmd``, but 22.05's ``slurmd`` always honours ``-N`` and a
-node's own ``Port``, which is all several daemons on one host need.  The nodes
+``NodeHostname`` this host, ``NodeAddr=127.0.0.1``, its own ``Port``, spool,
+pid and log file, ``%n`` in the paths).  Debian 12's slurm-wlm 22.05.8 is built
+with ``--enable-multiple-slurmd``: ``scontrol show config`` reports
+``MULTIPLE_SLURMD = Yes`` and step daemons call themselves ``slurmstepd-n1``.
+Two more things must differ per node on one host: the PMIx plugin's per-step
+client directory (under ``TmpFS``, hence ``TmpFS=DIR/tmp/%n``), and Open MPI's
+shared-memory segments (see ``TASK_PROLOG``).  The nodes
 share this machine's cores, so jobs spanning them really run here; SLURM still
 schedules, launches (``srun``, ``SLURMD_NODENAME``) and accounts them per node.
-The default stays one node named after the host.  A cluster of another size
-needs its own ``--dir`` and ``--port`` (the ``.nodes`` file there records K).
+The default stays one node named after the host.  Clusters running at the same
+time need their own ``--dir`` and ``--port``; ``start`` in a DIR whose cluster
+has another size replaces it (``DIR/.nodes`` records K and the port, so
+``stop`` and ``status`` need neither).
 
 Only the standard library is used, so the system ``python3`` runs this before
 any venv exists; ``tests/slurm/conftest.py`` imports it.

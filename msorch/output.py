@@ -17,7 +17,17 @@ Layout of ``OUTDIR/results.h5`` (what users open)::
                             world ranks); see msorch.timing
 
 Each group gathers its rows to its root (``Gatherv``), which writes its own
-file, so groups never wait for each other to write.  Next to each, the root
+file, so groups never wait for each other to write.
+
+**Killed at any instant, never unreadable.**  The per-solver files are written in
+HDF5's single-writer/multiple-reader (SWMR) mode: every dataset is created at the
+first output, then only extended, and HDF5 orders its metadata writes so that the
+file on disk is consistent at every moment — a SIGKILL in the middle of an append
+leaves the rows written so far.  Such a file carries a "still open for writing"
+mark: readers open it with ``h5py.File(path, "r", swmr=True)`` (or after
+``h5clear -s``), and ``--restart`` clears the mark itself before it truncates the
+file back to the checkpoint.  (SWMR rather than write-then-rename segments: it
+costs nothing per output, and readers keep one file per solver.)  Next to each, the root
 keeps ``OUTDIR/<solver>.xmf`` (+ ``<solver>.mesh.h5``) for ParaView up to date
 at every flush (see :mod:`msorch.xdmf`).  Points and field rows are
 in group-rank order (rank 0's part first).
@@ -36,17 +46,24 @@ from .timing import PHASES
 
 
 class GroupWriter:
-    """Writes one solver's results (collective over the group)."""
+    """Writes one solver's results (collective over the group).
+
+    The root keeps the rows of the outputs since the last flush in memory and
+    opens its file only to append them (at most once a second, before every
+    checkpoint and at the end), in SWMR mode: the file is closed, and unmarked,
+    at almost every instant, and consistent at every instant.
+    """
 
     def __init__(self, group, outdir: Path, solver: str, output_spec):
         self.group, self.every = group, output_spec.every
         self.fields = output_spec.fields
         self.root = group.Get_rank() == 0
         self.path = Path(outdir) / f"{solver}.h5"
-        self.file = None
         self.xdmf = XdmfWriter(outdir, solver) if self.root else None   # OUTDIR/<solver>.xmf for ParaView
         self.started = False
-        self.count = 0
+        self.count = 0                   # outputs in the file and in `pending`
+        self.pending: list[tuple[float, dict[str, np.ndarray]]] = []
+        self._first = None               # (points, topology) until the file exists
         self._flushed = time.monotonic()
 
     def maybe_write(self, window_index: int, t: float, solver) -> None:
@@ -58,31 +75,32 @@ class GroupWriter:
         if not self.started:
             self.started = True
             points, counts = gather_rows(self.group, np.asarray(solver.result_points(), dtype=np.float64))
-            topology = self._gather_topology(solver, counts)
-            if self.root:
-                import h5py
-                self.file = h5py.File(self.path, "w")
-                self.file.create_dataset("points", data=points)
-                self.xdmf.set_mesh("/", points, topology)
-                self.file.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8")
+            self._first = (points, self._gather_topology(solver, counts))
         gathered = {name: gather_rows(self.group, np.asarray(results[name]))[0] for name in names}
         if not self.root:
             return
-        f = self.file
-        n = self.count
-        f["time"].resize((n + 1,))
-        f["time"][n] = t
-        for name, data in gathered.items():
-            if name not in f:
-                f.create_dataset(name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
-                                 chunks=(1, *data.shape))
-            f[name].resize((n + 1, *data.shape))
-            f[name][n] = data
+        self.pending.append((t, gathered))
         self.count += 1
-        # Keep the file consistent on disk most of the time (a killed run is restarted
-        # from it); at most once a second so that fast outputs don't pay for it.
         if time.monotonic() - self._flushed > 1.0:
             self.flush()
+
+    def _open(self):
+        """The file for appending (created at the first flush with every dataset), in SWMR mode."""
+        import h5py
+        if self._first is None:
+            f = h5py.File(self.path, "a", libver="latest")
+        else:
+            points, topology = self._first
+            f = h5py.File(self.path, "w", libver="latest")
+            f.create_dataset("points", data=points)
+            self.xdmf.set_mesh("/", points, topology)
+            f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8")
+            for name, data in self.pending[0][1].items():
+                f.create_dataset(name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
+                                 chunks=(1, *data.shape))
+            self._first = None
+        f.swmr_mode = True   # from here on HDF5 keeps the file consistent on disk at every write
+        return f
 
     def resume(self, count: int) -> None:
         """Continue a results file after a restart: keep its first ``count`` outputs, drop the rest."""
@@ -91,10 +109,12 @@ class GroupWriter:
         if not self.root or self.fields == ():
             return
         import h5py
-        self.file = h5py.File(self.path, "a")
-        for name, dset in self.file.items():
-            if name != "points":
-                dset.resize((count, *dset.shape[1:]))
+        clear_write_mark(self.path)   # left by a run killed while it had the file open
+        with h5py.File(self.path, "a") as f:
+            for name, dset in f.items():
+                if name != "points":
+                    dset.resize((count, *dset.shape[1:]))
+            self.xdmf.write(f)   # the sidecar must not name the rows just dropped
 
     def _gather_topology(self, solver, counts) -> np.ndarray | None:
         """The group's result_topology() triangles in gathered point numbering (root), or None (collective)."""
@@ -106,16 +126,50 @@ class GroupWriter:
         return gather_rows(self.group, local + offset)[0]
 
     def flush(self):
-        if self.file is not None:
-            self.file.flush()
-            self.xdmf.write(self.file)   # after the flush: the XML never names rows not on disk
+        """Append the pending outputs to the file (root; a no-op elsewhere or with none pending)."""
         self._flushed = time.monotonic()
+        if not self.pending:
+            return
+        f = self._open()
+        try:
+            n = len(f["time"])
+            k = len(self.pending)
+            f["time"].resize((n + k,))
+            f["time"][n:] = [t for t, _ in self.pending]
+            for name in self.pending[0][1]:
+                dset = f[name]
+                dset.resize((n + k, *dset.shape[1:]))
+                dset[n:] = np.stack([rows[name] for _, rows in self.pending])
+            f.flush()
+            self.xdmf.write(f)   # after the flush: the XML never names rows not on disk
+        finally:
+            f.close()
+        self.pending.clear()
 
     def close(self):
-        if self.file is not None:
+        if self.root:
             self.flush()
-            self.file.close()
-            self.file = None
+
+
+def clear_write_mark(path: Path) -> None:
+    """Remove the "open for writing" mark that a killed SWMR writer leaves in ``path``'s superblock.
+
+    HDF5 refuses to open such a file for writing until the mark is cleared; its own
+    tool ``h5clear -s`` does that (Debian: hdf5-tools; h5py has no call for it).
+    """
+    import subprocess
+
+    import h5py
+    try:
+        h5py.File(path, "r+").close()
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if "h5clear" not in str(exc):
+            raise
+    from .environ import child_env
+    subprocess.run(["h5clear", "-s", str(path)], check=True, capture_output=True, env=child_env())
 
 
 def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_measures: int,

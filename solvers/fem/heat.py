@@ -411,6 +411,15 @@ class HeatSolver(Solver):
     def result_points(self):
         return self.points
 
+    def result_topology(self):
+        """Triangles whose first (south-west) vertex this rank owns, numbered from its first node
+        (for ParaView: msorch.xdmf adds the rank offsets when the group is gathered)."""
+        from solvers.fem.grid import cell_rows
+        if self.hi <= self.lo:
+            return np.zeros((0, 3), np.int64)
+        tri = self.grid.triangles(cell_rows(self.grid, self.lo, self.hi))
+        return tri[(tri[:, 0] >= self.lo) & (tri[:, 0] < self.hi)] - self.lo
+
     # --- checkpointing -------------------------------------------------------
     def state(self):
         with self.u as u:

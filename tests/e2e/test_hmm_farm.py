@@ -185,3 +185,25 @@ def test_stateful_instances_persist_per_point_and_restart_bitwise(farm_runs):
                    cwd=tmp, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     assert np.array_equal(rod(two), rod(one))
+
+
+@pytest.mark.verify   # in the verify stage
+def test_stateless_farm_restarts_on_another_number_of_ranks(demo_run, tmp_path):
+    """The demo (2 farm ranks) restarted from its older kept checkpoint with 1 farm rank: the
+    cache lives on farm rank 0 in any layout and answers do not depend on the rank that computed
+    them, so the rod ends with the uninterrupted run's bits; the per-rank column of the earlier
+    windows is cut to the new farm size."""
+    import shutil
+    ref, _ = demo_run
+    out = tmp_path / "restarted"
+    shutil.copytree(ref, out)
+    data = copy.deepcopy(DEMO)
+    data["solvers"]["cell"]["ranks"] = 1
+    spec = tmp_path / "hmm_farm_demo.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    first = sorted((out / "checkpoints").glob("checkpoint_*.h5"))[0]   # the older of the two kept
+    r = run_msorch("run", spec, "-o", out, "--restart", str(first), cwd=tmp_path, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert np.array_equal(rod(out), rod(ref))
+    s = hmm_stats(out)
+    assert s["micro_seconds"].shape == (100, 1) and np.array_equal(s["micro"], hmm_stats(ref)["micro"])

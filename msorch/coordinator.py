@@ -285,6 +285,8 @@ class Coordinator:
         if self.pattern_stats:
             groups = {}
             for (pattern, module, width), rows in zip(self.pattern_stats, self.pattern_rows):
+                if module is None:   # a pattern kind without per-window statistics
+                    continue
                 table = np.vstack(rows) if rows else np.zeros((0, width))
                 groups[module.group(pattern)] = module.datasets(table, pattern, self.job)
                 for line in module.summary(table, pattern, self.job):

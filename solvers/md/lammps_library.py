@@ -15,7 +15,8 @@ the second kills the job without naming anyone.  So this module
   shared with the group's ranks by a broadcast for the collective
   ``Error::all``), hands a :class:`LammpsError` to the waiting thread, and parks
   the LAMMPS thread for good.  The waiting thread raises it, and msorch's normal
-  failure path names solver, rank and window and ends the job.
+  failure path names solver, rank and window and ends the job.  Calls from any
+  other thread go on to the real MPI functions.
 
 After a :class:`LammpsError` that LAMMPS instance is unusable (its thread is
 parked inside LAMMPS); the job ends anyway.
@@ -95,18 +96,23 @@ _owners: dict[int, "Lammps"] = {}       # LAMMPS thread ident -> its Lammps
 _hooks: list = []                        # keeps the ctypes callbacks alive
 
 
+_real: dict[str, object] = {}           # the slots' previous targets (calls from other threads)
+
+
 def _on_finalize() -> int:
     owner = _owners.get(threading.get_ident())
-    if owner is not None:
-        owner._fail(collective=True)
+    if owner is None:
+        return _real["MPI_Finalize"]()
+    owner._fail(collective=True)
     threading.Event().wait()             # parked: this thread is inside LAMMPS's Error::all
     return 0
 
 
 def _on_abort(comm, code) -> int:
     owner = _owners.get(threading.get_ident())
-    if owner is not None:
-        owner._fail(collective=False)
+    if owner is None:
+        return _real["MPI_Abort"](comm, code)
+    owner._fail(collective=False)
     threading.Event().wait()
     return 0
 
@@ -126,7 +132,9 @@ def _install_hooks() -> None:
     _hooks.extend([finalize, abort])
     for name, hook in (("MPI_Finalize", finalize), ("MPI_Abort", abort)):
         if name in slots:                # lazy binding: .got.plt stays writable
-            ctypes.c_void_p.from_address(base + slots[name]).value = ctypes.cast(hook, ctypes.c_void_p).value
+            slot = ctypes.c_void_p.from_address(base + slots[name])
+            _real[name] = type(hook)(slot.value)
+            slot.value = ctypes.cast(hook, ctypes.c_void_p).value
 
 
 class Lammps:

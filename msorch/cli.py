@@ -31,10 +31,14 @@ def check_job(path: str):
 
 
 def _describe(job) -> str:
+    from . import placement
     layout = Layout.from_job(job)
     scheme = job.scheme
     lines = [f"{job.name}: valid",
              f"  ranks: {layout.size} ({layout.describe()})",
+             *([f"  placement on {job.resources.nodes} nodes: " + placement.describe(layout, [
+                 str(i) for i in placement.plan(layout, job.resources.nodes, job.resources.placement)])]
+               if job.resources.nodes > 1 else []),
              f"  time: {job.time.start:g} .. {job.time.end:g} s in {job.time.n_windows} windows of {job.time.window:g} s",
              f"  scheme: {scheme.kind}, {scheme.staggering} staggering"]
     for name, s in job.solvers.items():

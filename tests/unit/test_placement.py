@@ -108,3 +108,15 @@ def test_no_hostfile_outside_a_multinode_allocation(tmp_path, monkeypatch):
     job = parse_spec(SPEC)
     assert placement.hostfile_for_allocation(job, Layout.from_job(job), tmp_path) is None
     assert not (tmp_path / placement.HOSTFILE).exists()
+
+
+def test_validate_shows_the_plan(tmp_path):
+    """``msorch validate`` prints which node each group gets (node indices; names come from the allocation)."""
+    import subprocess
+    import sys
+    spec = tmp_path / "two.yaml"
+    spec.write_text(SPEC + "resources: {nodes: 2}\n")
+    r = subprocess.run([sys.executable, "-m", "msorch", "validate", str(spec)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "placement on 2 nodes: node 0: coordinator, right; node 1: left" in r.stdout, r.stdout

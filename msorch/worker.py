@@ -80,10 +80,10 @@ class Worker:
 
     def __init__(self, ctx, name: str, hooks=(), make_solver=None):
         self.ctx, self.name = ctx, name
-        self.job = ctx.job
         # Coupling patterns (couplings/patterns): hooks called at setup, window start and
         # before the steps; make_solver(worker) replaces the spec's class (an HMM farm).
         self.hooks, self.make_solver = list(hooks), make_solver
+        self.job = ctx.job
         self.spec = self.job.solvers[name]
         self.group = ctx.group
         self.root = self.group.Get_rank() == 0
@@ -136,9 +136,9 @@ class Worker:
         self.outbound = list(outbound.values())
         self._initial_exchange()
         self._setup_implicit()
-        self.phase = "output"
         for hook in self.hooks:
             hook.setup(self)
+        self.phase = "output"
         self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
         self.n_measures = len(self.ctx.plan.converged_on)
         self.rows: list[tuple] = []
@@ -300,6 +300,8 @@ class Worker:
     def _window(self, w: int) -> tuple[int, list[float], int]:
         """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
         t_w = self.job.time.start + w * self.job.time.window
+        for hook in self.hooks:
+            hook.window_start(w)
         if not self.implicit:
             self._run_stage(t_w)
             self._close_window()
@@ -319,11 +321,11 @@ class Worker:
                     self.accelerator.converged(*self._acc_vectors())
                 self._close_window()
                 return k + 1, rel, int(converged)
-        for hook in self.hooks:
-            hook.window_start(w)
             self._accelerate()
+            self.clock.lap(EXCHANGE)
             self.phase = "restore"
             self.solver.restore(snapshot)
+            self.clock.lap(COMPUTE)
         raise AssertionError("unreachable")
 
     def _run_stage(self, t_w: float) -> np.ndarray:
@@ -341,6 +343,9 @@ class Worker:
         clock.lap(WAIT)
         dt = self.spec.dt
         solver = self.solver
+        for hook in self.hooks:
+            if hasattr(hook, "before_steps"):
+                hook.before_steps()
         for s in range(self.spec.substeps):
             self.step += 1
             self.phase = "put"
@@ -365,9 +370,6 @@ class Worker:
         clock.lap(WAIT)
         return sums
 
-        for hook in self.hooks:
-            if hasattr(hook, "before_steps"):
-                hook.before_steps()
     def _receive(self, inb: Inbound, sums):
         data = inb.channel.recv()
         if not self.implicit and not inb.fresh:

@@ -201,3 +201,24 @@ def test_target_velocity_drives_the_langevin_thermostat():
         assert abs(mean[0] - expected) < 0.15 and np.all(np.abs(mean[1:]) < 0.15)
     finally:
         a.finalize()
+
+
+def test_rescale_sets_every_bin_to_its_target():
+    """ensemble: rescale (md.lj's per-bin velocity rescaling, applied between LAMMPS runs
+    every rescale_every = 10 steps): right after step 50 each bin's kinetic temperature
+    (peculiar velocities, dim (n - 1) degrees of freedom, the temperature_profile
+    definition) equals its target exactly (1e-12) and its mean velocity the target velocity."""
+    a = LammpsSolver(MPI.COMM_SELF, LammpsParams(**{**LJ, "ensemble": "rescale", "rescale_every": 10}))
+    a.initialize(0.0)
+    try:
+        target = np.array([0.5, 1.0, 1.5, 2.0])
+        u = np.zeros((4, 3))
+        u[:, 1] = [0.0, 0.1, 0.2, 0.3]
+        for _ in range(50):
+            a.put("target_temperature", target)
+            a.put("target_velocity", u)
+            a.advance(0.0, 0.005)
+        np.testing.assert_allclose(a.get("temperature_profile"), target, rtol=1e-12)
+        np.testing.assert_allclose(a.get("velocity_profile"), u, atol=1e-12)
+    finally:
+        a.finalize()

@@ -3,7 +3,8 @@
 ``scripts/local_slurm.py --nodes 2`` runs two ``slurmd`` on this host as nodes
 n1 and n2 (a cluster of its own: directory ``/tmp/msorch-slurm-2n``, ports
 16837-16839, so the single-node cluster of the other SLURM tests is untouched).
-The job is ``jobs/partitioned_heat.yaml`` plus a ``resources`` block; it is
+The job is ``jobs/multinode/partitioned_heat_two_nodes.yaml``, or
+``jobs/partitioned_heat.yaml`` plus another ``resources`` block; it is
 submitted with ``msorch submit`` and must finish COMPLETED with the node of
 every rank as asked (each rank reports the ``SLURMD_NODENAME`` it runs under).
 Reference: the same spec run with ``msorch run`` on one machine; the
@@ -101,9 +102,9 @@ def test_two_slurmd_are_two_nodes(two_nodes):
 
 
 def test_placement_by_spec_with_mpirun(two_nodes, tmp_path):
-    """resources.placement {left: 1, right: 0}: the coordinator and right on n1, left on n2 (mpirun's seq mapper)."""
-    spec = _heat_spec(tmp_path, "placed", "resources:\n  nodes: 2\n  time: \"5\"\n"
-                      "  placement: {left: 1, right: 0}\n")
+    """jobs/multinode/partitioned_heat_two_nodes.yaml, resources.placement {left: 1, right: 0}:
+    the coordinator and right on n1, left on n2 (mpirun's seq mapper)."""
+    spec = ROOT / "jobs" / "multinode" / "partitioned_heat_two_nodes.yaml"
     placement, log = _submit_and_compare(tmp_path, spec)
     assert placement == {"nodes": {"n1": ["coordinator", "right"], "n2": ["left"]},
                          "ranks": ["n1", "n2", "n1"]}

@@ -13,7 +13,8 @@ edge plus its position on it.
 Vehicles follow SUMO's own IDM (``carFollowModel="IDM"``) with the msorch IDM
 parameters (minGap = s0, tau = T, accel = a, decel = b, maxSpeed = v0, delta;
 ``update: ballistic`` selects ``--step-method.ballistic``).  Vehicles never
-teleport (``--time-to-teleport -1``), so counts balance exactly:
+teleport (``--time-to-teleport -1``; ``teleport: fatal`` instead ends the run
+when SUMO would teleport one), so counts balance exactly:
 ``initial + in == out + present``.
 
 Coupling at the road's end edges (as ``traffic.idm``):
@@ -47,6 +48,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -73,6 +75,10 @@ class SumoParams(IDMParams):
     edges: tuple[str, ...] = param((), "with net_file: the road's single-lane edges, upstream to downstream")
     route_file: str = param("", "extra SUMO routes/vehicles loaded at start (they count as in/present)")
     step_length: float = param(0.1, "SUMO's step length; must equal the solver's dt", units="s")
+    teleport: Literal["never", "fatal"] = param(
+        "never", "never: SUMO never teleports a blocked vehicle (it waits); fatal: a vehicle blocked for "
+                 "time_to_teleport ends the run (a teleport would break the vehicle balance)")
+    time_to_teleport: float = param(300.0, "with teleport: fatal, how long a vehicle may be blocked", units="s")
     sumo_options: tuple[str, ...] = param((), "extra sumo command-line options")
 
 
@@ -104,6 +110,8 @@ class SumoSolver(AgentRoadSolver):
                           "use inflow: flow or channel"))
         if p.road == "ring" and (p.inflow != "none" or p.handover):
             probs.append(("road", "a ring has no inflow, outflow or hand-over", "use road: open"))
+        if p.teleport == "fatal" and p.time_to_teleport <= 0:
+            probs.append(("time_to_teleport", "must be > 0", "time_to_teleport: 300"))
         if p.step_length <= 0:
             probs.append(("step_length", "must be > 0", "step_length: 0.1"))
         if p.net_file:
@@ -158,7 +166,8 @@ class SumoSolver(AgentRoadSolver):
         os.environ.setdefault("SUMO_HOME", "/usr/share/sumo")
         cmd = ["sumo", "-n", str(net), "-r", ",".join(filter(None, [str(routes), p.route_file])),
                "--step-length", repr(p.step_length), "--begin", "0", "--no-step-log", "true",
-               "--time-to-teleport", "-1", "--collision.action", "warn", "--no-warnings", "true",
+               "--time-to-teleport", "-1" if p.teleport == "never" else repr(p.time_to_teleport),
+               "--collision.action", "warn", "--no-warnings", "true",
                "--duration-log.disable", "true", "--error-log", str(self.errlog),
                "--save-state.precision", "17", "--save-state.rng", "true", "--seed", str(p.seed),
                "--step-method.ballistic", "true" if p.update == "ballistic" else "false", *p.sumo_options]
@@ -235,6 +244,10 @@ class SumoSolver(AgentRoadSolver):
         start = time.perf_counter()
         S.simulationStep()
         self.sumo_seconds += time.perf_counter() - start   # time inside SUMO's steps (benchmarks)
+        if p.teleport == "fatal" and S.simulation.getStartingTeleportNumber():
+            who = ", ".join(map(repr, S.simulation.getStartingTeleportIDList()))
+            raise RuntimeError(f"SUMO teleported vehicle(s) {who} at t = {S.simulation.getTime():g} s: blocked "
+                               f"for more than time_to_teleport = {p.time_to_teleport:g} s (teleport: fatal)")
         departed = S.simulation.getDepartedIDList()
         arrived = S.simulation.getArrivedIDList()
         self.step_in = len(departed)

@@ -119,3 +119,28 @@ def test_handover_rows_in_and_out():
         assert out == 5 and s.counts()["in"] == 5
     finally:
         s.finalize()
+
+
+def test_fatal_teleport_ends_the_run():
+    """teleport: fatal: the front vehicle of 10 on an open road is held at speed 0
+    (TraCI), so SUMO teleports it once it has waited time_to_teleport = 5 s; the adapter
+    raises, naming the vehicle, instead of letting the vehicle balance break.  With
+    teleport: never (the default) the same blockage only makes vehicles wait."""
+    for policy in ("fatal", "never"):
+        s = SumoSolver(MPI.COMM_SELF, SumoParams(road="open", road_length=1000.0, bins=5, initial_vehicles=10,
+                                                 initial_speed=10.0, teleport=policy, time_to_teleport=5.0))
+        s.initialize(0.0)
+        try:
+            ids = s.sumo.vehicle.getIDList()
+            front = max(ids, key=lambda v: s.offset[s.sumo.vehicle.getRoadID(v)] + s.sumo.vehicle.getLanePosition(v))
+            s.sumo.vehicle.setSpeed(front, 0.0)
+            if policy == "fatal":
+                with pytest.raises(RuntimeError, match=f"teleported vehicle.*'{front}'"):
+                    for k in range(300):
+                        s.advance(0.1 * k, 0.1)
+            else:
+                for k in range(300):
+                    s.advance(0.1 * k, 0.1)
+                assert s.counts()["present"] == 10
+        finally:
+            s.finalize()

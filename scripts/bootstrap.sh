@@ -121,7 +121,7 @@ if [[ -f msorch/cli.py ]]; then
 else
     say "msorch/cli.py not there yet: CLI not checked"
 fi
-for tool in mpirun lmp sbatch slurmctld slurmd munged; do
+for tool in mpirun lmp sumo netconvert sbatch slurmctld slurmd munged; do
     command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || { say "missing $tool after install"; exit 1; }
 done
 say "done in $((SECONDS - t_start)) s"

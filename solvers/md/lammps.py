@@ -144,6 +144,9 @@ class LammpsSolver(Solver):
                                  "set shift: false or tail: false"))
             if p.init_file and not Path(p.init_file).is_file():
                 problems.append(("init_file", f"no such file: {p.init_file}", "give an existing HDF5 file"))
+            if p.input_file:
+                problems.append(("input_file", "is read with system: script only (system: lj generates "
+                                               "the system)", "set system: script, or drop input_file"))
         elif not p.input_file and not p.commands:
             problems.append(("input_file", "system: script needs input_file or commands",
                              "name a LAMMPS input script, or use system: lj"))

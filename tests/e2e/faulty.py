@@ -49,7 +49,12 @@ class Faulty(NullSolver):
 
 
 class Celsius(NullSolver):
-    """A null solver whose fields are in degC: coupling it to one in '1' must fail the handshake."""
+    """A null solver whose fields are in degC: coupling it to one in '1' must fail the handshake.
+
+    It declares no ``field_info``, so only the handshake can know its units.
+    """
+
+    field_info = {}
 
     def fields(self):
         return {name: FieldSpec("float64", 1, "degC", self.points) for name in ("in", "out")}

@@ -132,8 +132,10 @@ def test_status_without_slurm_says_so_in_one_line(tmp_path):
     assert user("run", JOBS / "decay_pair.yaml", "-o", out, cwd=tmp_path).returncode == 0
     (out / "slurm_jobs.txt").write_text("12345\n")
     env = {k: v for k, v in user_env().items() if k != "SLURM_CONF"}
-    r = subprocess.run([str(MSORCH), "status", str(out)], env={**env, "SLURM_CONF": str(tmp_path / "none.conf")},
-                       capture_output=True, text=True, timeout=120)
+    if Path("/etc/slurm/slurm.conf").exists():   # a site cluster here: point at none instead
+        (tmp_path / "empty.conf").write_text("")
+        env["SLURM_CONF"] = str(tmp_path / "empty.conf")
+    r = subprocess.run([str(MSORCH), "status", str(out)], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "run: decay_pair finished" in r.stdout
     lines = [line for line in r.stdout.splitlines() if "slurm" in line.lower()]

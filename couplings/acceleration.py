@@ -677,7 +677,8 @@ class IQNIMVJ(IQNILS):
     def _gather(self, Y: np.ndarray) -> np.ndarray:
         """All ranks' rows of ``Y`` (n_local, m) stacked in rank order: (n, m)."""
         if self._counts is None:
-            self._counts = np.array(self.comm.allgather(self._n), dtype=np.int64)
+            self._counts = np.empty(self.comm.Get_size(), dtype=np.int64)
+            self.comm.Allgather(np.array([self._n], dtype=np.int64), self._counts)
         m = Y.shape[1]
         out = np.empty((int(self._counts.sum()), m))
         counts = self._counts * m

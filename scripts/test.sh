@@ -70,7 +70,7 @@ stage_slurm() {
     fi
     conf=$("${SLURM_TOOL[@]}" env)
     export "${conf#export }"  # SLURM_CONF=<private dir>/slurm.conf
-    run_stage slurm 600 "${PYTEST[@]}" -m slurm -q tests/slurm
+    run_stage slurm 1500 "${PYTEST[@]}" -m slurm -q tests/slurm
     if [[ -n "$(trap -p EXIT)" ]]; then
         "${SLURM_TOOL[@]}" stop
         trap - EXIT INT TERM

@@ -63,11 +63,12 @@ def short_spec(job: str, directory: Path) -> Path:
 
 
 def results(outdir: Path) -> dict[str, np.ndarray]:
-    """Every dataset of the run's results, by path; wall-clock timings left out."""
+    """Every dataset of the run's results, by path; wall-clock measurements (timing/, *seconds) left out."""
     found = {}
     with h5py.File(outdir / "results.h5") as f:
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not name.startswith("timing") and "/timing" not in name:
+            wall_clock = name.startswith("timing") or "/timing" in name or name.endswith("seconds")
+            if isinstance(obj, h5py.Dataset) and not wall_clock:
                 found[name] = np.asarray(obj[()])
         f.visititems(visit)
     return found

@@ -105,9 +105,9 @@ def test_ranks_stop_within_a_second_when_their_launcher_is_killed(long_reference
 
 
 def test_restart_at_once_after_killing_the_front_end_group(long_reference, tmp_path):
-    """The race of issue 10, twice here; 20 times in a row in the verify stage."""
+    """The race of issue 10, once here; 20 times in a row in the verify stage."""
     spec, ref = long_reference
-    for i in range(2):
+    for i in range(1):
         race_once(spec, tmp_path / f"out{i}", ref)
 
 

@@ -64,7 +64,8 @@ class GroupWriter:
         self.count = 0                   # outputs in the file and in `pending`
         self.pending: list[tuple[float, dict[str, np.ndarray]]] = []
         self._first = None               # (points, topology) until the file exists
-        self._flushed = time.monotonic()
+        self._flushed = self._sidecar_written = time.monotonic()
+        self._sidecar_stale = False      # rows on disk that the XDMF does not name yet
 
     def maybe_write(self, window_index: int, t: float, solver) -> None:
         """Write when ``window_index`` (windows completed) is a multiple of ``every``."""
@@ -125,9 +126,16 @@ class GroupWriter:
         offset = int(counts[:self.group.Get_rank()].sum())
         return gather_rows(self.group, local + offset)[0]
 
-    def flush(self):
-        """Append the pending outputs to the file (root; a no-op elsewhere or with none pending)."""
-        self._flushed = time.monotonic()
+    def flush(self, sidecar: bool | None = None):
+        """Append the pending outputs to the file (root; a no-op elsewhere or with none pending).
+
+        ``sidecar``: rewrite the XDMF too; by default at most once a second (its XML
+        grows with every output, and checkpoints flush as often as every window).
+        """
+        now = time.monotonic()
+        if sidecar is None:
+            sidecar = now - self._sidecar_written > 1.0
+        self._flushed = now
         if not self.pending:
             return
         f = self._open()
@@ -141,14 +149,24 @@ class GroupWriter:
                 dset.resize((n + k, *dset.shape[1:]))
                 dset[n:] = np.stack([rows[name] for _, rows in self.pending])
             f.flush()
-            self.xdmf.write(f)   # after the flush: the XML never names rows not on disk
+            if sidecar:
+                self.xdmf.write(f)   # after the flush: the XML never names rows not on disk
+                self._sidecar_written = now
+            self._sidecar_stale = not sidecar
         finally:
             f.close()
         self.pending.clear()
 
     def close(self):
-        if self.root:
-            self.flush()
+        if not self.root:
+            return
+        if self.pending:
+            self.flush(sidecar=True)
+        elif self._sidecar_stale:
+            import h5py
+            with h5py.File(self.path, "r") as f:
+                self.xdmf.write(f)
+            self._sidecar_stale = False
 
 
 def clear_write_mark(path: Path) -> None:

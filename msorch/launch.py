@@ -113,15 +113,19 @@ def explain_failure(stderr_text: str, layout: Layout) -> str | None:
     return who
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b(?::.*)?$", re.M)
+
+
 def _last_exception(text: str) -> str | None:
-    """The ``Type: message`` line that ends the last Python traceback in ``text``."""
-    start = text.rfind("Traceback (most recent call last):")
-    if start < 0:
+    """The last ``Type: message`` line of a Python traceback in ``text``.
+
+    Found by its shape rather than by position: several ranks' tracebacks
+    arrive interleaved line by line through mpirun.
+    """
+    if "Traceback (most recent call last):" not in text:
         return None
-    for line in text[start:].splitlines()[1:]:
-        if line and not line.startswith((" ", "\t")):
-            return line.strip()
-    return None
+    lines = _EXCEPTION_LINE.findall(text)
+    return lines[-1].strip() if lines else None
 
 
 def _who(world_rank: int, layout: Layout) -> str:

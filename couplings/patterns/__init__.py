@@ -14,6 +14,7 @@ Each pattern kind registers one :class:`PatternKind` in :data:`KINDS`:
   from the raw YAML mapping before validation, so their ``dt`` need not divide
   the window and they need no place in ``scheme.order``.
 - ``describe(pattern) -> str``: one line for ``msorch validate``.
+- ``expand`` (optional): raw couplings/scheme the entry stands for (see the field).
 - ``runtime``: ``"module:function"``; on solver ranks the runtime calls
   ``function(ctx, name, index, pattern)`` (imported only there, never by the
   front end) and gets a :class:`Roles` for solver ``name``.
@@ -73,15 +74,23 @@ class PatternKind:
     describe: Callable[[Any], str]
     runtime: str
     stats: str = ""      # module with columns(p, job), datasets(rows, p, job), group(p), summary(rows, p, job)
+    # expand(raw_entry, raw_document) -> {"couplings": [...], "scheme": {...}}: raw YAML that the
+    # pattern adds to the job before couplings and scheme are validated (a recipe such as Schwarz);
+    # None for kinds that only act at run time.
+    expand: Callable | None = None
+
+
+# Modules of this package that define ``PATTERN_KINDS: dict[str, PatternKind]``
+# (spec-side only: no MPI at import).  Adding a kind = adding its module here.
+_KIND_MODULES = ("hmm_spec", "projective")
 
 
 def _kinds() -> dict[str, PatternKind]:
-    from . import hmm_spec, projective
-    return {"hmm": PatternKind(hmm_spec.HMMSpec, hmm_spec.check, hmm_spec.drives, hmm_spec.describe,
-                               runtime="couplings.patterns.hmm:roles", stats="couplings.patterns.hmm_stats"),
-            "projective": PatternKind(projective.ProjectiveSpec, projective.check, projective.drives,
-                                      projective.describe, runtime="couplings.patterns.projective:roles",
-                                      stats="couplings.patterns.projective")}
+    import importlib
+    kinds: dict[str, PatternKind] = {}
+    for name in _KIND_MODULES:
+        kinds.update(importlib.import_module(f"{__name__}.{name}").PATTERN_KINDS)
+    return kinds
 
 
 KINDS: dict[str, PatternKind] = _kinds()

@@ -240,3 +240,11 @@ def _check_use(p: HMMSpec, ctx, add) -> None:
             add("micro", f"solver {p.micro!r} is already the farm of patterns[{j}]",
                 "give each pattern its own micro solver entry")
             break
+
+
+def _kind():
+    from . import PatternKind
+    return {"hmm": PatternKind(HMMSpec, check, drives, describe, runtime="couplings.patterns.hmm:roles", stats="couplings.patterns.hmm_stats")}
+
+
+PATTERN_KINDS = _kind()

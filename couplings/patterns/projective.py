@@ -591,3 +591,11 @@ class ProjectiveSolver(Solver):
                                       f"t = {end:g}")
         self._lift(new, end, extrapolated=True)
         self.U = new
+
+
+def _kind():
+    from . import PatternKind
+    return {"projective": PatternKind(ProjectiveSpec, check, drives, describe, runtime="couplings.patterns.projective:roles", stats="couplings.patterns.projective")}
+
+
+PATTERN_KINDS = _kind()

@@ -108,6 +108,9 @@ class HeatParams:
                                                          "triangle instead of the scalar conductivity")
     petsc_options: dict[str, str] = param({}, "PETSc options for the linear solve, e.g. "
                                           "{ksp_type: gmres, pc_type: ilu}; default CG + hypre, rtol 1e-14")
+    overlap_line: Optional[float] = param(None, "x of a vertical line inside the domain on which the output "
+                                          "overlap_temperature gives the solution (overlapping Schwarz: the "
+                                          "other subdomain's artificial boundary); null: no such output", units="m")
 
 
 def _coupled_side(params) -> tuple[str, str] | None:
@@ -142,7 +145,18 @@ class HeatSolver(Solver):
                                    "coarser ones in the first query_levels windows)", 2),
         "conductivity": FieldInfo("W/(m K)", "conductivity tensor per triangle, row-major (k11, k12, k21, "
                                              "k22) (conductivity_field)", 4),
+        "overlap_temperature": FieldInfo("K", "temperature on the line x = overlap_line at the grid's y values "
+                                              "(P1 interpolation; overlapping Schwarz)"),
     }
+
+    @classmethod
+    def interface_geometry(cls, params):
+        """For domain-decomposition recipes (couplings/patterns/domain_decomposition.py): the x-extent
+        [m], the x of the Dirichlet-input side (None) and of the overlap_temperature line (None)."""
+        coupled = _coupled_side(params)
+        side = {"left": params.x0, "right": params.x1}.get(coupled[0]) \
+            if coupled and coupled[1] == "dirichlet" else None
+        return {"extent": (params.x0, params.x1), "dirichlet": side, "trace": params.overlap_line}
 
     @classmethod
     def field_names(cls, params):
@@ -155,6 +169,8 @@ class HeatSolver(Solver):
             outs, ins = ("temperature",), ("heat_flux",)
         if params.conductivity_field:
             outs, ins = outs + ("centroid",), ins + ("conductivity",)
+        if params.overlap_line is not None:
+            outs = outs + ("overlap_temperature",)
         return outs, ins
 
     @classmethod
@@ -198,6 +214,10 @@ class HeatSolver(Solver):
         if params.steady and not any(getattr(params, s) in ("exact", "dirichlet") for s in SIDES):
             problems.append(("steady", "the steady problem with only neumann/insulated sides is singular",
                              "make one side exact or dirichlet, or set steady: false"))
+        if params.overlap_line is not None and not params.x0 <= params.overlap_line <= params.x1:
+            problems.append(("overlap_line", f"the line x = {params.overlap_line} is outside the domain "
+                             f"[{params.x0}, {params.x1}]", "put it inside [x0, x1] (the other subdomain's "
+                             "artificial boundary), or remove it"))
         for key, value in params.petsc_options.items():
             if not isinstance(key, str) or not key.lstrip("-"):
                 problems.append((f"petsc_options.{key}", "expected an option name like ksp_type",
@@ -234,6 +254,10 @@ class HeatSolver(Solver):
         self.iterations = 0
         self.steps_done = 0                 # advances since t0: picks the query level
         self._setup_tensors()
+        self.trace = None                   # overlap_line: solution on an interior line
+        if p.overlap_line is not None:
+            from solvers.fem.interior import LineTrace
+            self.trace = LineTrace(self.comm, self.grid, self.lo, self.hi, p.overlap_line)
 
     def _setup_tensors(self):
         """Per-triangle conductivity (tensor modes only): assembly map, owned block, halo exchange."""
@@ -378,6 +402,8 @@ class HeatSolver(Solver):
         if self.params.conductivity_field:
             out["centroid"] = FieldSpec("float64", 2, "m", self.centroids)
             out["conductivity"] = FieldSpec("float64", 4, "W/(m K)", self.centroids)
+        if self.trace is not None:
+            out["overlap_temperature"] = FieldSpec("float64", 1, "K", self.trace.points)
         return out
 
     def get(self, name):
@@ -388,6 +414,8 @@ class HeatSolver(Solver):
             return self.flux_out.copy()
         if name == "centroid" and self.params.conductivity_field:
             return self.query_points()
+        if name == "overlap_temperature" and self.trace is not None:
+            return self.trace.values(self.u)
         raise KeyError(f"fem.heat has no output {name!r} with these boundary conditions")
 
     def put(self, name, data):
@@ -458,6 +486,8 @@ class HeatSolver(Solver):
 
     def finalize(self):
         self._destroy_operators()
+        if self.trace is not None:
+            self.trace.destroy()
         for vec in (self.u, self.b0, self.b, self.g, self.r):
             vec.destroy()
 

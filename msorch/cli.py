@@ -56,7 +56,21 @@ def _describe(job) -> str:
 def cmd_validate(args) -> int:
     job = check_job(args.spec)
     print(_describe(job))
+    if getattr(args, "explain", False):
+        print(_explain(job))
     return 0
+
+
+def _explain(job) -> str:
+    """The couplings and scheme each recipe pattern added to the job, as the YAML a user would write."""
+    import yaml
+    if not job.expansions:
+        return "no pattern of this job expands into couplings or a scheme"
+    blocks = []
+    for index, kind, pieces in job.expansions:
+        text = yaml.safe_dump(pieces, sort_keys=False, default_flow_style=None, width=100)
+        blocks.append(f"# patterns[{index}] ({kind}) expands to:\n{text.rstrip()}")
+    return "\n".join(blocks)
 
 
 def cmd_run(args) -> int:
@@ -295,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a job spec without running it",
                        description="Check a job spec: every problem is listed with its YAML path and a fix.")
     p.add_argument("spec", help="job spec (YAML)")
+    p.add_argument("--explain", action="store_true",
+                   help="also print the couplings and scheme that recipe patterns (schwarz, ...) expand into")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="run a job", description="Run a job: validates the spec, then launches "
                        "1 coordinator + each solver's ranks with mpirun (or runs in place under mpirun/srun).")

@@ -227,6 +227,9 @@ class JobSpec:
     path: str | None
     patterns: tuple = ()             # pattern entries (couplings/patterns: e.g. HMMSpec), in spec order
     driven: frozenset = frozenset()  # solvers that patterns run themselves (not stepped by windows)
+    # Recipes' expansions (msorch validate --explain): (pattern index, kind, {"couplings": [...],
+    # "scheme": {...}}) as raw YAML pieces, merged into the document before it was validated.
+    expansions: tuple = ()
 
     @property
     def total_ranks(self) -> int:
@@ -787,6 +790,13 @@ class _Reader:
         if data is None:
             self.add("", "the spec is empty", "start from one of the examples in jobs/")
             return None
+        data, expansions, origins = self._expand(data)
+        start = len(self.problems)
+        job = self._job(data, text, path, expansions)
+        self._blame_expansions(start, origins)
+        return job
+
+    def _job(self, data: Any, text: str, path: str | None, expansions: tuple) -> JobSpec | None:
         doc = _read_fields(self.problems, _Document, data, "")
         if doc is None:
             return None
@@ -811,7 +821,88 @@ class _Reader:
             solvers={name: SolverSpec(**draft) for name, draft in solvers.items()},
             couplings=tuple(couplings), scheme=scheme, checkpoint=doc["checkpoint"],
             resources=resources, hang_timeout=doc["hang_timeout"], progress=doc["progress"],
-            text=text, path=path, patterns=tuple(patterns), driven=frozenset(self.driven))
+            text=text, path=path, patterns=tuple(patterns), driven=frozenset(self.driven),
+            expansions=expansions)
+
+    # --- pattern recipes (PatternKind.expand) -----------------------------
+    def _expand(self, data: Any) -> tuple[Any, tuple, dict]:
+        """``data`` with the couplings and scheme that recipe patterns stand for merged in.
+
+        Returns (data, expansions, origins): ``origins`` maps a YAML path prefix of the merged
+        document (``couplings[3]``, ``scheme``) to where the piece came from
+        (``patterns[0] (expanded couplings[1])``), for :meth:`_blame_expansions`.
+        """
+        from couplings.patterns import KINDS
+        if not isinstance(data, dict) or not isinstance(data.get("patterns"), list):
+            return data, (), {}
+        user_couplings = data.get("couplings")
+        couplings = list(user_couplings) if isinstance(user_couplings, list) else None
+        fed = {c["to"]: i for i, c in enumerate(couplings or ()) if isinstance(c, dict)
+               and isinstance(c.get("to"), str)}
+        scheme_from, scheme = ("user", data.get("scheme")) if data.get("scheme") is not None else (None, None)
+        expansions, origins = [], {}
+        for i, entry in _raw_items(data, "patterns"):
+            kind = KINDS.get(entry.get("kind")) if isinstance(entry.get("kind"), str) else None
+            if kind is None or kind.expand is None:
+                continue
+            path = _join("patterns", i)
+            try:
+                pieces = kind.expand(entry, data) or {}
+            except Exception as exc:  # a recipe must not crash validation: report it instead
+                self.add(path, f"the {entry['kind']} recipe could not expand this entry: "
+                         f"{type(exc).__name__}: {exc}", "check this entry's settings")
+                continue
+            if not pieces:
+                continue   # the entry itself is invalid: its own check reports why
+            expansions.append((i, entry["kind"], pieces))
+            for j, c in enumerate(pieces.get("couplings") or ()):
+                target = c.get("to")
+                if target in fed:
+                    where = fed[target]
+                    self.add(_join(_join("couplings", where), "to") if isinstance(where, int) else where,
+                             f"input {target!r} is also fed by {path} ({entry['kind']})",
+                             "remove this coupling (the pattern writes it; msorch validate --explain "
+                             "shows what it adds), or write the couplings by hand without the pattern")
+                    continue
+                if couplings is None:
+                    if user_couplings is not None:
+                        break   # not a list: reported when the document is read
+                    couplings = []
+                origins[_join("couplings", len(couplings))] = f"{path} (expanded couplings[{j}])"
+                fed[target] = f"{path} (expanded couplings[{j}])"
+                couplings.append(c)
+            if pieces.get("scheme") is not None:
+                if scheme_from == "user":
+                    self.add("scheme", f"{path} ({entry['kind']}) sets the coupling scheme itself",
+                             "remove scheme: (msorch validate --explain shows the pattern's), or write "
+                             "couplings and scheme by hand without the pattern")
+                elif scheme_from is not None:
+                    self.add(path, f"{scheme_from} already sets the coupling scheme",
+                             "keep one recipe that sets a scheme per job")
+                else:
+                    scheme_from, scheme = path, pieces["scheme"]
+                    origins["scheme"] = f"{path} (expanded scheme)"
+        if not expansions:
+            return data, (), {}
+        merged = dict(data)
+        if couplings is not None:
+            merged["couplings"] = couplings
+        if scheme is not None:
+            merged["scheme"] = scheme
+        return merged, tuple(expansions), origins
+
+    def _blame_expansions(self, start: int, origins: dict) -> None:
+        """Problems found in expanded pieces are reported at the pattern that wrote them."""
+        if not origins:
+            return
+        for k in range(start, len(self.problems)):
+            p = self.problems[k]
+            for prefix, origin in origins.items():
+                rest = p.path[len(prefix):]
+                if p.path.startswith(prefix) and (not rest or rest[0] in ".["):
+                    head, _, tail = origin.rpartition(" (expanded ")
+                    self.problems[k] = Problem(f"{head} (expanded {tail[:-1]}{rest})", p.message, p.fix)
+                    break
 
     def _check_time(self, t: TimeSpec) -> None:
         if not t.end > t.start:

@@ -53,7 +53,9 @@ import numpy as np
 from msorch.solver import FieldInfo, FieldSpec, Solver, lazy_module, param
 from solvers.fem.assembly import RangeExchange, TensorAssembly
 from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
-from solvers.fem.manufactured import Manufactured
+from solvers.fem.level import HeatLevel   # the multigrid level interface (couplings.patterns.multigrid)
+from solvers.fem.manufactured import Manufactured, Peak, peak_problems
+from solvers.fem.defect import CoarseCorrection, CoarseLevel, PatchLevel, patch_problems
 from solvers.fem.microstructure import Microstructure, fine_tensors
 from solvers.fem.microstructure import problems as microstructure_problems
 
@@ -62,10 +64,11 @@ __all__ = ["HeatParams", "HeatSolver"]
 # PETSc initializes MPI when imported: only on the ranks, never in the front end.
 pb = lazy_module("solvers.fem.petsc_backend")
 
-BoundaryKind = Literal["exact", "dirichlet", "neumann", "insulated"]
+BoundaryKind = Literal["exact", "dirichlet", "neumann", "insulated", "patch"]
 COUPLED = ("dirichlet", "neumann")
 _BC_DOC = ("boundary condition: exact (manufactured u), dirichlet (input temperature), "
-           "neumann (input heat_flux) or insulated")
+           "neumann (input heat_flux), insulated, or patch (an LDC patch: Dirichlet from the coarse level, "
+           "see coarse)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,13 @@ class HeatParams:
     overlap_line: Optional[float] = param(None, "x of a vertical line inside the domain on which the output "
                                           "overlap_temperature gives the solution (overlapping Schwarz: the "
                                           "other subdomain's artificial boundary); null: no such output", units="m")
+    peak: Optional[Peak] = param(None, "a Gaussian peak (moving with vx, vy) added to the manufactured u; its "
+                                 "source is evaluated per node (solvers/fem/manufactured.py)")
+    coarse: Optional[CoarseLevel] = param(None, "this solver is a local defect correction patch nested in this "
+                                          "coarse grid (solvers/fem/defect.py): patch sides take the coarse "
+                                          "solution, outputs patch_temperature and patch_inside")
+    defect_correction: bool = param(False, "coarse level of local defect correction: rows inside a patch "
+                                    "(input patch_inside) get the right-hand side A w (input patch_temperature)")
 
 
 def _coupled_side(params) -> tuple[str, str] | None:
@@ -122,7 +132,7 @@ def _coupled_side(params) -> tuple[str, str] | None:
     return None
 
 
-class HeatSolver(Solver):
+class HeatSolver(HeatLevel, Solver):
     """P1 heat conduction on a structured triangulation, assembled and solved with PETSc.
 
     Fields (all scalar, float64; points are node coordinates, shape (n_local, 2) [m]):
@@ -147,6 +157,10 @@ class HeatSolver(Solver):
                                              "k22) (conductivity_field)", 4),
         "overlap_temperature": FieldInfo("K", "temperature on the line x = overlap_line at the grid's y values "
                                               "(P1 interpolation; overlapping Schwarz)"),
+        "coarse_temperature": FieldInfo("K", "LDC patch: the coarse solution at all coarse nodes (rank 0)"),
+        "patch_temperature": FieldInfo("K", "LDC: the patch solution injected into all coarse nodes (0 outside "
+                                            "the closed patch)"),
+        "patch_inside": FieldInfo("1", "LDC: 1 at the coarse nodes strictly inside the patch, else 0"),
     }
 
     @classmethod
@@ -171,6 +185,10 @@ class HeatSolver(Solver):
             outs, ins = outs + ("centroid",), ins + ("conductivity",)
         if params.overlap_line is not None:
             outs = outs + ("overlap_temperature",)
+        if params.coarse is not None:
+            outs, ins = outs + ("patch_temperature", "patch_inside"), ins + ("coarse_temperature",)
+        if params.defect_correction:
+            ins = ins + ("patch_temperature", "patch_inside")
         return outs, ins
 
     @classmethod
@@ -211,13 +229,14 @@ class HeatSolver(Solver):
             if not params.microstructure.epsilon > 0:
                 problems.append(("microstructure.epsilon", f"expected a positive period, got "
                                   f"{params.microstructure.epsilon}", "set epsilon: 0.0625"))
-        if params.steady and not any(getattr(params, s) in ("exact", "dirichlet") for s in SIDES):
+        if params.steady and not any(getattr(params, s) in ("exact", "dirichlet", "patch") for s in SIDES):
             problems.append(("steady", "the steady problem with only neumann/insulated sides is singular",
                              "make one side exact or dirichlet, or set steady: false"))
         if params.overlap_line is not None and not params.x0 <= params.overlap_line <= params.x1:
             problems.append(("overlap_line", f"the line x = {params.overlap_line} is outside the domain "
                              f"[{params.x0}, {params.x1}]", "put it inside [x0, x1] (the other subdomain's "
                              "artificial boundary), or remove it"))
+        problems += peak_problems(params.peak) + patch_problems(params)
         for key, value in params.petsc_options.items():
             if not isinstance(key, str) or not key.lstrip("-"):
                 problems.append((f"petsc_options.{key}", "expected an option name like ksp_type",
@@ -231,7 +250,7 @@ class HeatSolver(Solver):
     def initialize(self, t0):
         p = self.params
         self.grid = Rectangle(p.x0, p.x1, p.y0, p.y1, p.nx, p.ny)
-        self.exact = Manufactured(p.alpha, p.beta, p.conductivity, p.capacity)
+        self.exact = Manufactured(p.alpha, p.beta, p.conductivity, p.capacity, p.peak)
         size, rank = self.comm.Get_size(), self.comm.Get_rank()
         self.lo, self.hi = self.grid.ownership(size, rank)
         self.rows = local_rows(self.grid, self.lo, self.hi)
@@ -258,6 +277,9 @@ class HeatSolver(Solver):
         if p.overlap_line is not None:
             from solvers.fem.interior import LineTrace
             self.trace = LineTrace(self.comm, self.grid, self.lo, self.hi, p.overlap_line)
+        # Local defect correction: patch or coarse level (solvers/fem/defect.py).
+        self.patch = PatchLevel(self) if p.coarse is not None else None
+        self.ldc = CoarseCorrection(self) if p.defect_correction else None
 
     def _setup_tensors(self):
         """Per-triangle conductivity (tensor modes only): assembly map, owned block, halo exchange."""
@@ -309,7 +331,9 @@ class HeatSolver(Solver):
         self.side = np.flatnonzero(side_mask & ~exact) if coupled else np.arange(n_local)
         self.exact_nodes = np.flatnonzero(exact)
         input_nodes = self.side if self.side_kind == "dirichlet" else np.zeros(0, dtype=np.int64)
-        self.dirichlet = np.union1d(self.exact_nodes, input_nodes)
+        # LDC patch sides: Dirichlet values prolonged from the coarse level.
+        self.patch_nodes = np.flatnonzero(on([s for s in SIDES if getattr(p, s) == "patch"]) & ~exact)
+        self.dirichlet = np.union1d(np.union1d(self.exact_nodes, input_nodes), self.patch_nodes)
 
     def _setup_operators(self, dt):
         """(Re)build A = k K + (ρc/dt) M, its Dirichlet-eliminated copy and the KSP for step ``dt``."""
@@ -360,6 +384,7 @@ class HeatSolver(Solver):
                 or not (self.params.steady or math.isclose(dt, self.dt, rel_tol=1e-13))):
             self._setup_operators(dt)
         t1, dirichlet = t + dt, self.dirichlet
+        patch_values = self.patch.before_solve(t, dt) if self.patch is not None else None
         # b0 = (ρc/dt) M u^n + f ∫φ: the right-hand side without boundary terms.
         if self.M is None:
             self.b0.set(0.0)
@@ -367,12 +392,20 @@ class HeatSolver(Solver):
             self.M.mult(self.u, self.b0)
         # Array views are written inside `with` so PETSc's cached norms are invalidated after.
         with self.b0 as b0:
-            b0 += self.source * self.rows.volume
+            if self.params.peak is not None and self.params.source is None:
+                # A peak makes f vary in space: nodal values times the nodes' areas (lumped).
+                b0 += self.exact.source_at(self.points, t1, self.params.steady) * self.rows.volume
+            else:
+                b0 += self.source * self.rows.volume
+        if self.ldc is not None:
+            self.ldc.correct(self.b0)
         with self.g as g:
             g[:] = 0.0
             if self.side_kind == "dirichlet":
                 g[self.side] = self.t_in
             g[self.exact_nodes] = self.exact.temperature(self.points[self.exact_nodes], t1)
+            if patch_values is not None:
+                g[self.patch_nodes] = patch_values
         # b = b0 + q_N − A g, then b = g on the Dirichlet rows.
         self.A.mult(self.g, self.b)
         self.b.aypx(-1.0, self.b0)
@@ -387,6 +420,8 @@ class HeatSolver(Solver):
         # The Dirichlet rows are decoupled identities: set them exactly, not to rtol.
         with self.u as u, self.g as g:
             u[dirichlet] = g[dirichlet]
+        if self.patch is not None:
+            self.patch.after_solve()
         if self.side_kind == "dirichlet":
             # Residual of the unconstrained equations = heat flow entering; we report leaving.
             self.A.mult(self.u, self.r)
@@ -404,6 +439,10 @@ class HeatSolver(Solver):
             out["conductivity"] = FieldSpec("float64", 4, "W/(m K)", self.centroids)
         if self.trace is not None:
             out["overlap_temperature"] = FieldSpec("float64", 1, "K", self.trace.points)
+        if self.patch is not None:
+            out.update(self.patch.fields())
+        if self.ldc is not None:
+            out.update(self.ldc.fields(self.points))
         return out
 
     def get(self, name):
@@ -416,6 +455,8 @@ class HeatSolver(Solver):
             return self.query_points()
         if name == "overlap_temperature" and self.trace is not None:
             return self.trace.values(self.u)
+        if name in ("patch_temperature", "patch_inside") and self.patch is not None:
+            return self.patch.get(name)
         raise KeyError(f"fem.heat has no output {name!r} with these boundary conditions")
 
     def put(self, name, data):
@@ -423,6 +464,10 @@ class HeatSolver(Solver):
             self.t_in = np.array(data, dtype=float).reshape(len(self.side))
         elif name == "heat_flux" and self.side_kind == "neumann":
             self.q_in = np.array(data, dtype=float).reshape(len(self.side))
+        elif name == "coarse_temperature" and self.patch is not None:
+            self.patch.put(data)
+        elif name in ("patch_temperature", "patch_inside") and self.ldc is not None:
+            self.ldc.put(name, data)
         elif name == "conductivity" and self.params.conductivity_field:
             data = np.asarray(data, dtype=float).reshape(self.k_in.shape)
             # Unchanged tensors (e.g. an implicit iteration's repeat) keep the factorized operator.
@@ -457,6 +502,8 @@ class HeatSolver(Solver):
         if self.params.conductivity_field:
             out["k_in"] = self.k_in.copy()
             out["steps_done"] = np.array(self.steps_done)
+        if self.patch is not None:
+            out.update(self.patch.state())
         return out
 
     def restore(self, state):
@@ -468,6 +515,8 @@ class HeatSolver(Solver):
         if self.params.conductivity_field:
             self.put("conductivity", state["k_in"])
             self.steps_done = int(state["steps_done"])
+        if self.patch is not None:
+            self.patch.restore(state)
 
     def restore_all(self, states):
         """Another layout: nodes are owned in contiguous blocks of the global numbering,
@@ -483,11 +532,15 @@ class HeatSolver(Solver):
         if self.params.conductivity_field:
             self.put("conductivity", np.concatenate([s["k_in"] for s in states])[self.e_lo:self.e_hi])
             self.steps_done = int(states[0]["steps_done"])
+        if self.patch is not None:
+            self.patch.restore(states[0], root_state=states[0])
 
     def finalize(self):
         self._destroy_operators()
         if self.trace is not None:
             self.trace.destroy()
+        if self.ldc is not None:
+            self.ldc.destroy()
         for vec in (self.u, self.b0, self.b, self.g, self.r):
             vec.destroy()
 

@@ -7,6 +7,9 @@ Layout of ``OUTDIR/results.h5`` (what users open)::
         time      (n_out,)                  float64, seconds
         points    (n_points, dim)           float64, the solver's result_points()
         <field>   (n_out, n_points[, c])    one dataset per results() entry
+        <set>/    a further point set (Solver.result_sets(), e.g. md.lj's ``box``
+                  for whole-box scalars): its own ``points`` and fields, and
+                  ``time`` as a hard link to the solver's ``time``
     /coupling/iterations    (n_windows,)    int64, fixed-point iterations per window
     /coupling/residuals     (n_windows, n_measures) relative residuals at the last iteration
                             (attr measures: the convergence fields, JSON)
@@ -19,7 +22,11 @@ Layout of ``OUTDIR/results.h5`` (what users open)::
 Each group gathers its rows to its root (``Gatherv``), which writes its own
 file, so groups never wait for each other to write.
 
-**Killed at any instant, never unreadable.**  The per-solver files are written in
+**Killed at any instant, never unreadable.**  ``format_version`` (attribute of ``results.h5`` and of every solver file) is
+:data:`FORMAT_VERSION`; files without it were written before point sets existed
+(version 1; see the README's "Results files" section for reading them).
+
+The per-solver files are written in
 HDF5's single-writer/multiple-reader (SWMR) mode: every dataset is created at the
 first output, then only extended, and HDF5 orders its metadata writes so that the
 file on disk is consistent at every moment — a SIGKILL in the middle of an append
@@ -43,6 +50,8 @@ import numpy as np
 from .arrays import gather_rows
 from .xdmf import XdmfWriter
 from .timing import PHASES
+
+FORMAT_VERSION = 2   # 2: several point sets per solver (groups); 1 (no attribute): one point set
 
 
 class GroupWriter:
@@ -72,11 +81,14 @@ class GroupWriter:
         if window_index % self.every or self.fields == ():
             return
         results = solver.results()
-        names = sorted(results) if self.fields is None else [n for n in self.fields if n in results]
+        names = sorted(results) if self.fields is None else \
+            [n for n in sorted(results) if n in self.fields or n.rpartition("/")[2] in self.fields]
         if not self.started:
             self.started = True
             points, counts = gather_rows(self.group, np.asarray(solver.result_points(), dtype=np.float64))
-            self._first = (points, self._gather_topology(solver, counts))
+            sets = {name: gather_rows(self.group, np.asarray(pts, dtype=np.float64))[0]
+                    for name, pts in sorted(solver.result_sets().items())}
+            self._first = (points, self._gather_topology(solver, counts), sets)
         gathered = {name: gather_rows(self.group, np.asarray(results[name]))[0] for name in names}
         if not self.root:
             return
@@ -91,11 +103,17 @@ class GroupWriter:
         if self._first is None:
             f = h5py.File(self.path, "a", libver="latest")
         else:
-            points, topology = self._first
+            points, topology, sets = self._first
             f = h5py.File(self.path, "w", libver="latest")
+            f.attrs["format_version"] = FORMAT_VERSION
             f.create_dataset("points", data=points)
             self.xdmf.set_mesh("/", points, topology)
             f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8")
+            for name, set_points in sets.items():
+                g = f.create_group(name)
+                g.create_dataset("points", data=set_points)
+                g["time"] = f["time"]          # a hard link: one time axis for every set
+                self.xdmf.set_mesh(f"/{name}", set_points)
             for name, data in self.pending[0][1].items():
                 f.create_dataset(name, shape=(0, *data.shape), maxshape=(None, *data.shape), dtype=data.dtype,
                                  chunks=(1, *data.shape))
@@ -112,9 +130,8 @@ class GroupWriter:
         import h5py
         clear_write_mark(self.path)   # left by a run killed while it had the file open
         with h5py.File(self.path, "a") as f:
-            for name, dset in f.items():
-                if name != "points":
-                    dset.resize((count, *dset.shape[1:]))
+            for dset in _extendable(f):
+                dset.resize((count, *dset.shape[1:]))
             self.xdmf.write(f)   # the sidecar must not name the rows just dropped
 
     def _gather_topology(self, solver, counts) -> np.ndarray | None:
@@ -169,6 +186,19 @@ class GroupWriter:
             self._sidecar_stale = False
 
 
+def _extendable(f) -> list:
+    """Every dataset of a solver file that grows by one row per output (once each: ``time`` is
+    hard-linked into every point set)."""
+    import h5py
+    found = []
+
+    def visit(_name, obj):   # HDF5 visits objects, not links: each dataset once
+        if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
+            found.append(obj)
+    f.visititems(visit)
+    return found
+
+
 def clear_write_mark(path: Path) -> None:
     """Remove the "open for writing" mark that a killed SWMR writer leaves in ``path``'s superblock.
 
@@ -197,6 +227,7 @@ def write_summary(outdir: Path, job, layout, records: dict[str, np.ndarray], n_m
     path = Path(outdir) / "results.h5"
     with h5py.File(path, "w") as f:
         f.attrs["job"] = job.name
+        f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["spec"] = job.text
         f.attrs["layout"] = json.dumps({k: list(v) for k, v in layout.groups.items()})
         for key, value in extra_attrs.items():

@@ -61,6 +61,7 @@ def write_report(outdir: Path, output: Path | None = None) -> Path:
             for key in ("wall_seconds", "finished", "host", "started"):
                 if key in f.attrs:
                     summary.append([key.replace("_", " "), f.attrs[key]])
+            summary.append(["results format", int(f.attrs.get("format_version", 1))])
             if "versions" in f.attrs:
                 summary.append(["versions", f.attrs["versions"]])
             if "coupling/converged" in f:

@@ -255,6 +255,18 @@ class Solver:
         outs, _ = self.field_names(self.params)
         return self.fields()[outs[0]].points if outs else np.zeros((0, 1))
 
+    def result_sets(self) -> dict[str, np.ndarray]:
+        """Point sets besides :meth:`result_points`, for results that live elsewhere.
+
+        ``{set: (n_local, dim) points}``; a :meth:`results` key ``"set/field"``
+        refers to set ``set`` (its rows align with those points), every other key
+        to :meth:`result_points`.  They are written as groups ``<set>/`` holding
+        ``points``, ``time`` and the fields, so a value that is one number for the
+        whole domain (``md.lj``'s temperature) is stored once per output rather than
+        on every profile row.  Default: none.
+        """
+        return {}
+
     def result_topology(self) -> np.ndarray | None:
         """Optional cells over this rank's :meth:`result_points`, for ParaView (XDMF).
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import methods as M
-from .series import AnalysisError, Series, available_fields, load_series, uniform_step
+from .series import AnalysisError, Series, available_fields, load_series, resolve_field, uniform_step
 
 __all__ = ["Options", "analyze", "CONVENTIONS", "METHODS"]
 
@@ -69,14 +69,16 @@ def _selected(outdir, opts: Options) -> list[tuple[str, str]]:
                                 f"{', '.join(fields) or '(none)'}")
     if opts.fields and not opts.solvers:
         # --field alone: the solvers that have it
-        solvers = tuple(s for s in solvers if any(f in fields[s] for f in opts.fields)) or solvers[:1]
+        solvers = tuple(s for s in solvers if any(resolve_field(fields[s], f) in fields[s] for f in opts.fields)) \
+            or solvers[:1]
     pairs = []
     for s in solvers:
-        for f in opts.fields:
+        wanted = [resolve_field(fields[s], f) for f in opts.fields]
+        for f in wanted:
             if f not in fields[s]:
                 raise AnalysisError(f"solver {s!r} has no field {f!r} in the results of {outdir}. Fix: use one "
                                     f"of {', '.join(fields[s]) or '(none)'}")
-        pairs += [(s, f) for f in (opts.fields or fields[s])]
+        pairs += [(s, f) for f in (wanted or fields[s])]
     if not pairs:
         raise AnalysisError(f"no fields to analyse in {outdir}: the solvers wrote none (see their output: blocks)")
     return pairs

@@ -16,6 +16,8 @@ import numpy as np
 __all__ = ["AnalysisError", "Series", "available_fields", "load_series", "uniform_step", "delay_embed"]
 
 #: Datasets of a solver's results file that are not fields.
+from ..xdmf import point_sets
+
 _NOT_FIELDS = ("time", "points")
 
 
@@ -89,11 +91,25 @@ def available_fields(outdir) -> dict[str, list[str]]:
                 continue
             try:
                 group = f[name]
-                out[name] = [k for k in group if k not in _NOT_FIELDS and isinstance(group[k], h5py.Dataset)
-                             and group[k].ndim >= 2]
             except KeyError:  # an external link whose file is missing (the solver wrote no output)
                 out[name] = []
+                continue
+            out[name] = []
+            for path in point_sets(group):   # "/" and the further point sets ("box/...")
+                g = group if path == "/" else group[path.lstrip("/")]
+                prefix = path.strip("/") + "/" if path != "/" else ""
+                out[name] += [prefix + k for k in g if k not in _NOT_FIELDS
+                              and isinstance(g[k], h5py.Dataset) and g[k].ndim >= 2]
         return out
+
+
+def resolve_field(names: list[str], field: str) -> str:
+    """``field`` as listed in ``names``: a bare name also finds the one field of that name in a
+    further point set ("temperature" -> "box/temperature"); unchanged when nothing matches."""
+    if field in names:
+        return field
+    matches = [k for k in names if k.rpartition("/")[2] == field]
+    return matches[0] if len(matches) == 1 else field
 
 
 def load_series(outdir, solver: str, field: str, t_from: float | None = None,
@@ -103,12 +119,16 @@ def load_series(outdir, solver: str, field: str, t_from: float | None = None,
     if solver not in fields:
         raise AnalysisError(f"no solver {solver!r} in the results of {outdir}. Fix: use one of "
                             f"{', '.join(sorted(fields)) or '(none)'}")
+    field = resolve_field(fields[solver], field)
     if field not in fields[solver]:
         known = ", ".join(fields[solver]) or "(none: the solver wrote no fields; see its output: block)"
         raise AnalysisError(f"solver {solver!r} has no field {field!r} in the results of {outdir}. "
                             f"Fix: use one of {known}")
     with _open_results(outdir) as f:
         group = f[solver]
+        if "/" in field:
+            where, _, field = field.rpartition("/")
+            group = group[where]
         time = group["time"][:]
         points = group["points"][:]
         keep = np.ones(len(time), dtype=bool)
@@ -121,7 +141,8 @@ def load_series(outdir, solver: str, field: str, t_from: float | None = None,
     if not np.all(np.isfinite(values)):
         raise AnalysisError(f"{solver}.{field} holds NaN or Inf values: cannot analyse it")
     if values.ndim == 2 and values.shape[1] > 1 and np.all(values == values[:, :1]):
-        # a whole-domain scalar written at every point (md.lj's temperature): one value per snapshot
+        # a whole-domain scalar written at every point (md.lj's temperature in results files of
+        # format 1, before point sets): one value per snapshot
         values, points = values[:, :1], points[:1]
     return Series(solver, field, time[keep], points, values)
 

@@ -57,8 +57,8 @@ def test_lj_fluid_lammps_job(msorch, tmp_path):
     r = msorch("run", ROOT / "jobs" / "lj_fluid_lammps.yaml", "-o", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with h5py.File(tmp_path / "out" / "results.h5") as f:
-        u = f["fluid/potential_energy"][:, 0] / 500
-        temp = f["fluid/temperature"][:, 0]
+        u = f["fluid/box/potential_energy"][:, 0] / 500
+        temp = f["fluid/box/temperature"][:, 0]
         rho = f["fluid/density_profile"][-1]
     assert abs(u[-5:].mean() + 5.5121) < 0.1
     assert abs(temp[-5:].mean() - 0.85) < 0.05
@@ -193,7 +193,7 @@ def test_lammps_restart_from_checkpoint_continues_to_round_off(msorch, tmp_path)
         + "checkpoint: {every_windows: 5, keep: 3}\n")
     r = msorch("run", spec, "-o", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    names = ("total_energy", "pressure", "temperature_profile", "velocity_profile")
+    names = ("box/total_energy", "box/pressure", "temperature_profile", "velocity_profile")
     with h5py.File(tmp_path / "out" / "results.h5") as f:
         before = {k: f["fluid"][k][-1].copy() for k in names}
     first = sorted((tmp_path / "out" / "checkpoints").glob("checkpoint_*.h5"))[0]

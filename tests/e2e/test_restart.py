@@ -69,10 +69,12 @@ def kill_everything(proc, spec) -> None:
 def assert_same_results(a: Path, b: Path, solvers) -> None:
     for solver in solvers:
         with h5py.File(a / f"{solver}.h5") as fa, h5py.File(b / f"{solver}.h5") as fb:
-            assert sorted(fa) == sorted(fb)
+            names = []
+            fa.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+            assert names and all(name in fb for name in names) and len(fa) == len(fb)
             times = fb["time"][:]
             assert len(np.unique(times)) == len(times), "an output time appears twice"
-            for name in fa:
+            for name in names:   # every point set's datasets (md.lj: box/...)
                 assert np.array_equal(fa[name][:], fb[name][:]), f"{solver}/{name} differs"
 
 
@@ -180,7 +182,8 @@ def test_restart_on_another_rank_layout(tmp_path_factory, tmp_path, job, ranks):
             # MD profiles count particles per bin, which jump by one when a particle
             # crosses a bin edge a rounding error later: compare whole-box values there.
             names = [n for n in fa if n not in ("time", "points")] if job == "partitioned_heat" else \
-                ["potential_energy", "kinetic_energy", "total_energy", "pressure", "temperature"]
+                ["box/potential_energy", "box/kinetic_energy", "box/total_energy", "box/pressure",
+                 "box/temperature"]
             for name in names:
                 a, b = fa[name][:], fb[name][:]
                 k = np.searchsorted(fa["time"][:], fa["time"][0] + n_before * s["time"]["window"] - 1e-9)

@@ -22,12 +22,17 @@ def test_lj_fluid_job_writes_equilibrated_observables(msorch, tmp_path):
         g = f["fluid"]
         assert np.allclose(g["time"][:], np.arange(11.0))  # every 2 windows of 0.5 tau
         assert g["points"].shape == (4, 3)
-        assert g["stress"].shape == (11, 4, 9) and g["stress_profile"].shape == (11, 4, 9)
+        # format 2: whole-box values once per output in the point set box/, profiles per bin
+        assert g.file.attrs["format_version"] == 2
+        assert g["box/points"].shape == (1, 3) and np.allclose(g["box/points"][0], g["points"][:, :].mean(axis=0))
+        assert g["box/time"].shape == g["time"].shape
+        assert g["box/stress"].shape == (11, 1, 9) and g["stress_profile"].shape == (11, 4, 9)
+        assert "temperature" not in g
         assert g["velocity_profile"].shape == (11, 4, 3)
         box = 2 * g["points"][0, 0]
         vol_bin = box ** 3 / 4
         assert np.allclose(g["density_profile"][:].sum(axis=1) * vol_bin, 500, rtol=1e-12)
-        u = g["potential_energy"][-5:, 0] / 500
-        t = g["temperature"][-5:, 0]
+        u = g["box/potential_energy"][-5:, 0] / 500
+        t = g["box/temperature"][-5:, 0]
     assert abs(u.mean() + 5.5121) < 0.05
     assert abs(t.mean() - 0.85 * 500 / 499) < 0.05

@@ -479,7 +479,11 @@ class HeatSolver(HeatLevel, Solver):
 
     def results(self):
         with self.u as u:
-            return {"temperature": u.copy()}
+            out = {"temperature": u.copy()}
+        if self.patch is not None and self.params.coarse.follow_every:
+            # A moving patch: `points` holds the first placement, these the current node coordinates [m].
+            out["node_x"], out["node_y"] = self.points[:, 0].copy(), self.points[:, 1].copy()
+        return out
 
     def result_points(self):
         return self.points

@@ -103,6 +103,33 @@ def patch_problems(params) -> list[tuple[str, str, str]]:
     return problems
 
 
+def centred(coarse: Rectangle, where: "pt.Placement", peak, t: float) -> "pt.Placement":
+    """``where`` moved by whole coarse cells so that the peak's centre at ``t`` is nearest the
+    patch centre, kept inside the coarse domain."""
+    cx, cy = peak.centre(t)
+    i0 = int(np.clip(round((cx - coarse.x0) / coarse.hx - where.mx / 2), 0, coarse.nx - where.mx))
+    j0 = int(np.clip(round((cy - coarse.y0) / coarse.hy - where.my / 2), 0, coarse.ny - where.my))
+    return pt.Placement(i0, j0, where.mx, where.my, where.rx, where.ry)
+
+
+def patch_grid(coarse: Rectangle, where: "pt.Placement") -> Rectangle:
+    """The fine grid of a patch placed at ``where`` (edges computed like coarse node coordinates)."""
+    c = coarse
+    return Rectangle(c.x0 + (c.x1 - c.x0) * (where.i0 / c.nx), c.x0 + (c.x1 - c.x0) * ((where.i0 + where.mx) / c.nx),
+                     c.y0 + (c.y1 - c.y0) * (where.j0 / c.ny), c.y0 + (c.y1 - c.y0) * ((where.j0 + where.my) / c.ny),
+                     where.mx * where.rx, where.my * where.ry)
+
+
+def placement_after(coarse: Rectangle, first: "pt.Placement", peak, every: int, dt: float, t0: float,
+                    steps: int) -> "pt.Placement":
+    """Where a patch following ``peak`` every ``every`` steps of ``dt`` [s] from ``t0`` sits after
+    ``steps`` steps (the rule :class:`PatchLevel` applies; for reading its results)."""
+    where = first
+    for k in range(every, steps, every) if every else ():
+        where = centred(coarse, where, peak, t0 + k * dt)
+    return where
+
+
 class CoarseCorrection:
     """Coarse side: rows strictly inside the patch get ``b = A_c w`` (Hackbusch's LDC).
 
@@ -210,15 +237,10 @@ class PatchLevel:
     def _move(self, t: float) -> None:
         """Re-centre on the peak at ``t``; shift the fine solution, fill from the coarse one at ``t``."""
         s, c, old = self.solver, self.coarse, self.where
-        cx, cy = s.params.peak.centre(t)
-        i0 = int(np.clip(round((cx - c.x0) / c.hx - old.mx / 2), 0, c.nx - old.mx))
-        j0 = int(np.clip(round((cy - c.y0) / c.hy - old.my / 2), 0, c.ny - old.my))
-        if (i0, j0) == (old.i0, old.j0):
+        new = centred(c, old, s.params.peak, t)
+        if new == old:
             return
-        new = pt.Placement(i0, j0, old.mx, old.my, old.rx, old.ry)
-        grid = Rectangle(c.x0 + (c.x1 - c.x0) * i0 / c.nx, c.x0 + (c.x1 - c.x0) * (i0 + old.mx) / c.nx,
-                         c.y0 + (c.y1 - c.y0) * j0 / c.ny, c.y0 + (c.y1 - c.y0) * (j0 + old.my) / c.ny,
-                         s.grid.nx, s.grid.ny)
+        grid = patch_grid(c, new)
         full = self._gather_u()
         source = self.coarse_last if np.all(np.isfinite(self.coarse_last)) else self.coarse_full
         fill = pt.prolong(c, source, grid.coordinates(np.arange(grid.n_nodes)), "linear")
@@ -249,11 +271,9 @@ class PatchLevel:
         """Back to :meth:`state`; ``root_state``: rank 0's (for w and the mask after a layout change)."""
         i0, j0 = (int(v) for v in state["ldc.origin"])
         if (i0, j0) != (self.where.i0, self.where.j0):
-            c, s, old = self.coarse, self.solver, self.where
+            s, old = self.solver, self.where
             self.where = pt.Placement(i0, j0, old.mx, old.my, old.rx, old.ry)
-            s.grid = Rectangle(c.x0 + (c.x1 - c.x0) * i0 / c.nx, c.x0 + (c.x1 - c.x0) * (i0 + old.mx) / c.nx,
-                               c.y0 + (c.y1 - c.y0) * j0 / c.ny, c.y0 + (c.y1 - c.y0) * (j0 + old.my) / c.ny,
-                               s.grid.nx, s.grid.ny)
+            s.grid = patch_grid(self.coarse, self.where)
             s.points = s.grid.coordinates(np.arange(s.lo, s.hi))
         self.steps = int(state["ldc.steps"])
         self.coarse_last = state["ldc.coarse_last"].copy()

@@ -479,11 +479,7 @@ class HeatSolver(HeatLevel, Solver):
 
     def results(self):
         with self.u as u:
-            out = {"temperature": u.copy()}
-        if self.patch is not None and self.params.coarse.follow_every:
-            # A moving patch: `points` holds the first placement, these the current node coordinates [m].
-            out["node_x"], out["node_y"] = self.points[:, 0].copy(), self.points[:, 1].copy()
-        return out
+            return {"temperature": u.copy()}
 
     def result_points(self):
         return self.points

@@ -52,6 +52,7 @@ import numpy as np
 
 from msorch.solver import FieldInfo, FieldSpec, Solver, lazy_module, param
 from solvers.fem.assembly import RangeExchange, TensorAssembly
+from solvers.fem.interior import InteriorDirichlet, interior_mask, interior_problems
 from solvers.fem.grid import SIDES, Rectangle, cell_rows, local_rows, reference_gradients
 from solvers.fem.level import HeatLevel   # the multigrid level interface (couplings.patterns.multigrid)
 from solvers.fem.manufactured import Manufactured, Peak, peak_problems
@@ -114,6 +115,9 @@ class HeatParams:
     overlap_line: Optional[float] = param(None, "x of a vertical line inside the domain on which the output "
                                           "overlap_temperature gives the solution (overlapping Schwarz: the "
                                           "other subdomain's artificial boundary); null: no such output", units="m")
+    interior_dirichlet: Optional[InteriorDirichlet] = param(None, "Dirichlet data (input temperature) on an "
+                                                            "interior grid line, or on it and the region right/"
+                                                            "left of it (overset Schwarz); no side may be coupled")
     peak: Optional[Peak] = param(None, "a Gaussian peak (moving with vx, vy) added to the manufactured u; its "
                                  "source is evaluated per node (solvers/fem/manufactured.py)")
     coarse: Optional[CoarseLevel] = param(None, "this solver is a local defect correction patch nested in this "
@@ -124,7 +128,9 @@ class HeatParams:
 
 
 def _coupled_side(params) -> tuple[str, str] | None:
-    """(side, kind) of the first coupled side, or None."""
+    """(side, kind) of the first coupled side, or None; ("interior", "dirichlet") for interior_dirichlet."""
+    if getattr(params, "interior_dirichlet", None) is not None:
+        return "interior", "dirichlet"
     for side in SIDES:
         kind = getattr(params, side)
         if kind in COUPLED:
@@ -170,7 +176,11 @@ class HeatSolver(HeatLevel, Solver):
         coupled = _coupled_side(params)
         side = {"left": params.x0, "right": params.x1}.get(coupled[0]) \
             if coupled and coupled[1] == "dirichlet" else None
-        return {"extent": (params.x0, params.x1), "dirichlet": side, "trace": params.overlap_line}
+        extent, inner = (params.x0, params.x1), params.interior_dirichlet
+        if inner is not None:   # the active part is the rest of the domain
+            side = inner.x
+            extent = {"right": (params.x0, inner.x), "left": (inner.x, params.x1)}.get(inner.region, extent)
+        return {"extent": extent, "dirichlet": side, "trace": params.overlap_line}
 
     @classmethod
     def field_names(cls, params):
@@ -236,6 +246,13 @@ class HeatSolver(HeatLevel, Solver):
             problems.append(("overlap_line", f"the line x = {params.overlap_line} is outside the domain "
                              f"[{params.x0}, {params.x1}]", "put it inside [x0, x1] (the other subdomain's "
                              "artificial boundary), or remove it"))
+        if params.interior_dirichlet is not None:
+            problems.extend(interior_problems(params.interior_dirichlet, params.x0, params.x1, params.nx))
+            taken = [side for side in SIDES if getattr(params, side) in COUPLED]
+            if taken:
+                problems.append(("interior_dirichlet", f"the {taken[0]} side is {getattr(params, taken[0])} "
+                                 "too: both would take the input", f"set {taken[0]}: exact or insulated, or "
+                                 "remove interior_dirichlet"))
         problems += peak_problems(params.peak) + patch_problems(params)
         for key, value in params.petsc_options.items():
             if not isinstance(key, str) or not key.lstrip("-"):
@@ -323,7 +340,8 @@ class HeatSolver(HeatLevel, Solver):
 
         exact = on([s for s in SIDES if getattr(p, s) == "exact"])
         coupled = _coupled_side(p)
-        side_mask = on([coupled[0]] if coupled else [])
+        side_mask = interior_mask(self.grid, p.interior_dirichlet, self.lo, self.hi) \
+            if coupled and coupled[0] == "interior" else on([coupled[0]] if coupled else [])
         self.side_kind = coupled[1] if coupled else None
         # The coupled field leaves out corners owned by an exact side: their value is known, and
         # a stale input there would only be relaxed away slowly by an implicit coupling.

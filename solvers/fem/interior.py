@@ -1,4 +1,4 @@
-"""The P1 solution of :mod:`solvers.fem.heat` on a vertical line inside its rectangle.
+"""Interior lines of :mod:`solvers.fem.heat`: the solution on one, Dirichlet data on one or a region.
 
 Overlapping Schwarz needs each subdomain's solution on the *other* subdomain's
 artificial boundary, which lies inside this one (``fem.heat``'s
@@ -14,17 +14,70 @@ so these owners are monotone in ``j`` and each rank holds a contiguous block
 of points; the neighbour ``(i + 1, j)`` may sit on the next rank, so the
 values come from one distributed PETSc matrix-vector product (rows: line
 points, columns: nodes), which moves the few off-rank entries itself.
+
+``interior_dirichlet`` (:class:`InteriorDirichlet`) makes the nodes of a
+vertical grid line inside the rectangle — or that line and everything to its
+right or left — Dirichlet nodes whose values come from the input
+``temperature``, as a ``dirichlet`` side's do.  With a region, a solver meshing
+the whole domain is active only on the rest, which is the overset form of
+overlapping Schwarz (each solver holds the other's solution on its inactive
+part); the output ``heat_flux`` then holds the residual at those nodes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from msorch.solver import lazy_module
+from msorch.solver import lazy_module, param
 from solvers.fem.grid import Rectangle
 
-__all__ = ["LineTrace", "line_weights"]
+__all__ = ["LineTrace", "line_weights", "InteriorDirichlet", "interior_mask", "interior_problems"]
+
+
+@dataclass(frozen=True)
+class InteriorDirichlet:
+    """Dirichlet data (input ``temperature``) on an interior grid line or the region beyond it."""
+
+    x: float = param(0.5, "x of a vertical grid line strictly inside the domain", units="m")
+    region: Literal["line", "right", "left"] = param("line", "the Dirichlet nodes: the line only, or the "
+                                                     "line and everything right / left of it")
+
+
+def _column(grid: Rectangle, x: float) -> tuple[int, float]:
+    """(nearest grid column, its distance in cells) of the line x = ``x``."""
+    s = (x - grid.x0) / grid.hx
+    i = int(round(s))
+    return i, abs(s - i)
+
+
+def interior_problems(spec: InteriorDirichlet, x0: float, x1: float, nx: int,
+                      prefix: str = "interior_dirichlet.") -> list[tuple[str, str, str]]:
+    """(key, what, fix) for a line that is not a grid line strictly inside [x0, x1]."""
+    grid = Rectangle(x0, x1, 0.0, 1.0, nx, 1)
+    i, off = _column(grid, spec.x)
+    if not x0 < spec.x < x1 or not 0 < i < nx:
+        return [(f"{prefix}x", f"x = {spec.x} is not strictly inside the domain ({x0}, {x1})",
+                 "put the line inside the domain, or remove interior_dirichlet")]
+    if off > 1e-9:
+        s = (spec.x - x0) / grid.hx
+        near = [x0 + (x1 - x0) * k / nx for k in (math.floor(s), math.ceil(s)) if 0 < k < nx]
+        return [(f"{prefix}x", f"x = {spec.x} is not a grid line (cells of {grid.hx:g} m from x0 = {x0})",
+                 "use a grid line, e.g. x: " + " or ".join(f"{v:.12g}" for v in sorted(set(near))))]
+    return []
+
+
+def interior_mask(grid: Rectangle, spec: InteriorDirichlet, lo: int, hi: int) -> np.ndarray:
+    """Boolean mask over the owned nodes [lo, hi): the Dirichlet nodes of ``spec``. Shape (hi - lo,)."""
+    i, _ = _column(grid, spec.x)
+    col = np.arange(lo, hi, dtype=np.int64) % (grid.nx + 1)
+    if spec.region == "right":
+        return col >= i
+    if spec.region == "left":
+        return col <= i
+    return col == i
 
 pb = lazy_module("solvers.fem.petsc_backend")
 

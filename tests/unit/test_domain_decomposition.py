@@ -190,3 +190,46 @@ def test_a_recipe_needs_both_solvers():
     found = paths(spec)
     assert "did you mean 'right'" in found["patterns[0].between[1]"].fix
     assert dataclasses.is_dataclass(parse_spec(yaml.safe_dump(load("schwarz_laplace.yaml"))).patterns[0])
+
+
+@pytest.mark.parametrize("region, active", [("right", lambda x: x < 0.6 - 1e-12), ("left", lambda x: x > 0.6 + 1e-12),
+                                            ("line", lambda x: x >= 0)])
+def test_interior_dirichlet_line_or_region_takes_the_input(region, active):
+    """fem.heat on the unit square with Dirichlet data on the grid line x = 0.6 (and the region
+    beyond it): given the exact u = 1 + x² − y² there, the 5-point stencil reproduces u at every
+    node (1e-10); given u + 1 on the region, the active part must differ from u (the data is used)
+    while the exact outer sides hold."""
+    from mpi4py import MPI
+    from solvers.fem.heat import HeatParams, HeatSolver
+    from solvers.fem.interior import InteriorDirichlet
+    p = HeatParams(x0=0.0, x1=1.0, nx=10, ny=5, alpha=-1.0, beta=0.0, steady=True,
+                   interior_dirichlet=InteriorDirichlet(0.6, region))
+    assert HeatSolver.check(p) == []
+    assert HeatSolver.field_names(p) == (("heat_flux", "temperature"), ("temperature",))
+    geo = HeatSolver.interface_geometry(p)
+    assert geo["dirichlet"] == 0.6 and geo["extent"] == {"right": (0.0, 0.6), "left": (0.6, 1.0)}.get(region, (0.0, 1.0))
+    s = HeatSolver(MPI.COMM_SELF, p)
+    s.initialize(0.0)
+    pts = s.fields()["temperature"].points
+    inside = {"right": pts[:, 0] >= 0.6 - 1e-12, "left": pts[:, 0] <= 0.6 + 1e-12}.get(
+        region, np.isclose(pts[:, 0], 0.6))
+    assert inside.all() and len(pts) == {"right": 4, "left": 6, "line": 1}[region] * 4   # exact sides excluded
+    s.put("temperature", 1 + pts[:, 0] ** 2 - pts[:, 1] ** 2)
+    s.advance(0.0, 1.0)
+    u, nodes = s.results()["temperature"], s.result_points()
+    assert np.abs(u - (1 + nodes[:, 0] ** 2 - nodes[:, 1] ** 2)).max() < 1e-10
+    s.put("temperature", 2 + pts[:, 0] ** 2 - pts[:, 1] ** 2)
+    s.advance(0.0, 1.0)
+    shifted = s.results()["temperature"] - (1 + nodes[:, 0] ** 2 - nodes[:, 1] ** 2)
+    s.finalize()
+    interior = (nodes[:, 1] > 0) & (nodes[:, 1] < 1) & (nodes[:, 0] > 0) & (nodes[:, 0] < 1)
+    assert np.allclose(shifted[interior & np.isclose(nodes[:, 0], 0.6)], 1.0)
+    assert (shifted[interior & active(nodes[:, 0])] > 1e-3).all()
+
+
+def test_interior_dirichlet_off_the_grid_or_with_a_coupled_side_is_refused():
+    spec = load("schwarz_laplace.yaml")
+    spec["solvers"]["left"]["params"]["interior_dirichlet"] = {"x": 0.31, "region": "right"}
+    found = paths(spec)
+    assert "use a grid line, e.g. x: 0.3 or 0.32" in found["solvers.left.params.interior_dirichlet.x"].fix
+    assert "the right side is dirichlet too" in found["solvers.left.params.interior_dirichlet"].message

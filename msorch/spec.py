@@ -892,17 +892,26 @@ class _Reader:
         return merged, tuple(expansions), origins
 
     def _blame_expansions(self, start: int, origins: dict) -> None:
-        """Problems found in expanded pieces are reported at the pattern that wrote them."""
+        """Problems found in expanded pieces are reported at the pattern that wrote them (and left out
+        when the pattern's own check already says the same, with a fix for the pattern's solvers)."""
         if not origins:
             return
-        for k in range(start, len(self.problems)):
-            p = self.problems[k]
-            for prefix, origin in origins.items():
+        kept = []
+        for k, p in enumerate(self.problems):
+            for prefix, origin in origins.items() if k >= start else ():
                 rest = p.path[len(prefix):]
                 if p.path.startswith(prefix) and (not rest or rest[0] in ".["):
                     head, _, tail = origin.rpartition(" (expanded ")
-                    self.problems[k] = Problem(f"{head} (expanded {tail[:-1]}{rest})", p.message, p.fix)
+                    own = [q.message for q in self.problems
+                           if q.path == head or q.path.startswith(head + ".") or q.path.startswith(head + "[")]
+                    if any(m.startswith(p.message.rstrip(".")) for m in own):
+                        p = None
+                    else:
+                        p = Problem(f"{head} (expanded {tail[:-1]}{rest})", p.message, p.fix)
                     break
+            if p is not None:
+                kept.append(p)
+        self.problems[:] = kept
 
     def _check_time(self, t: TimeSpec) -> None:
         if not t.end > t.start:

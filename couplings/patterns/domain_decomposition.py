@@ -225,7 +225,7 @@ def check_schwarz(p: SchwarzSpec, ctx) -> list[tuple[str, str, str]]:
                f"set solvers.{name}.params.{side_hint}: dirichlet (the side inside {other!r})")
         line = (f"{geo[other]['extent'][1 if side_hint == 'left' else 0]:g}" if g and geo[other]
                 else "<x of the other's artificial boundary>")
-        _needs(out, ctx, name, "outputs", p.trace, f"its solution on {other!r}'s artificial boundary",
+        _needs(out, ctx, name, "outputs", p.trace, f"its solution on the artificial boundary of {other!r}",
                f"set solvers.{name}.params.overlap_line: {line}")
     if out or geo[a] is None or geo[b] is None:
         return out

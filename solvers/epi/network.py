@@ -230,6 +230,7 @@ class EpiNetworkSolver(Solver):
         self.exported = np.zeros(nreg, dtype=np.int64)
         self.imported = np.zeros(nreg)
         self.contact_factor = np.ones(nreg)
+        self._inputs_put = False
         self.step_index = 0
         self.fit = np.zeros((nreg, 5))        # per region: n, sum t, sum t^2, sum y, sum t*y
         self.t0 = float(t0)
@@ -272,12 +273,16 @@ class EpiNetworkSolver(Solver):
         return f
 
     def _sync_inputs(self):
-        """The inputs live on the first rank (its field points): give every rank their values."""
-        if self.size > 1:
+        """The inputs live on the first rank (its field points): give every rank their values.
+
+        Only after a ``put`` (the framework calls ``put`` on every rank of the group for each
+        coupled input, so all ranks agree on whether to broadcast)."""
+        if self.size > 1 and self._inputs_put:
             buf = np.concatenate([self.imported, self.contact_factor])
             self.comm.Bcast(buf, root=0)
             nreg = len(self.region_sizes)
             self.imported, self.contact_factor = buf[:nreg].copy(), buf[nreg:].copy()
+        self._inputs_put = False
 
     def advance(self, t, dt):
         p = self.params
@@ -395,6 +400,7 @@ class EpiNetworkSolver(Solver):
             raise KeyError(f"epi.network has no input {name!r}")
         if self.rank == 0:
             getattr(self, name)[:] = data.reshape(-1)
+        self._inputs_put = True
 
     # -------------------------------------------------------------- state
     def state(self):
@@ -416,6 +422,7 @@ class EpiNetworkSolver(Solver):
         self.imported[:], self.contact_factor[:] = state["inputs"][:nreg], state["inputs"][nreg:]
         self.step_index = int(state["step"][0])
         self.fit[:] = state["fit"]
+        self._inputs_put = True                 # broadcast the first rank's restored inputs
         self._reduce()
 
     def restore_all(self, states):
@@ -440,4 +447,5 @@ class EpiNetworkSolver(Solver):
         self.imported[:], self.contact_factor[:] = s0["inputs"][:nreg], s0["inputs"][nreg:]
         self.step_index = int(s0["step"][0])
         self.fit[:] = s0["fit"]
+        self._inputs_put = True
         self._reduce()

@@ -63,9 +63,10 @@ from numba import njit
 
 from msorch.solver import FieldSpec, Solver, param
 
-from .lj import INPUTS, PROFILES, SCALARS, LJParams, LJSolver
-from .observables import Bins
+from .lj import INPUTS, MEAN_PROFILE, PROFILES, SCALARS, LJParams, LJSolver, wall_setup
+from .observables import Bins, RunningProfile
 from .thermostats import gaussian, group_of, rescale
+from .walls import THERMAL, WALL_SEED_OFFSET, redraw_crossed
 
 __all__ = ["LammpsParams", "LammpsSolver"]
 
@@ -131,7 +132,7 @@ class LammpsSolver(Solver):
     """LAMMPS through its library interface; see the module docstring."""
 
     Params = LammpsParams
-    outputs = LJSolver.outputs
+    outputs = LJSolver.outputs[:LJSolver.outputs.index(MEAN_PROFILE) + 1]   # no stress_mean
     inputs = LJSolver.inputs
 
     @classmethod
@@ -161,6 +162,9 @@ class LammpsSolver(Solver):
                                  f"remove the {m.group(1)} command"))
         if p.batch < 1:
             problems.append(("batch", "must be >= 1", "batch: 1000"))
+        if p.system == "script" and ((p.wall_lo, p.wall_hi) != ("reflect", "reflect") or p.equilibrate or p.box):
+            problems.append(("wall_lo", "walls, box and equilibrate describe the generated system (system: lj)",
+                             "set them in the LAMMPS script, or use system: lj"))
         return problems
 
     # --- set-up -------------------------------------------------------------------
@@ -204,6 +208,10 @@ class LammpsSolver(Solver):
         self.band0 = tuple(p.thermostat_band) if p.thermostat_band else (-np.inf, np.inf)
         self.band = self.band0
         self.step0 = self.lammps.call(lambda lmp: int(lmp.extract_global("ntimestep")))
+        self.walls = wall_setup(p)
+        self.thermal = p.system == "lj" and THERMAL in self.walls[:2]
+        self.running = RunningProfile(p.average_steps, self.bins.n) if p.average_steps else None
+        self._cb_step = self.step0    # the callback acts once per step: not again in a run's set-up
         self.lammps.commands([
             "compute msorch_sa all stress/atom NULL virial",
             "compute msorch_sasum all reduce sum c_msorch_sa[1]",
@@ -211,14 +219,14 @@ class LammpsSolver(Solver):
             "thermo_modify norm no",
             "thermo 0",
         ])
-        if p.ensemble == "langevin":
+        if p.ensemble == "langevin" or self.thermal or self.running is not None:
             self._add_external()
         self._run(0)
 
     def _build_lj(self):
         p = self.params
         # md.lj's initial state (lattice + Maxwell-Boltzmann, or init_file) depends on the settings only
-        ids, x, v, box = LJSolver._initial_state(types.SimpleNamespace(params=p))
+        ids, x, v, box = LJSolver._initial_state(types.SimpleNamespace(params=p), self.comm)
         periodic = tuple(bool(a) for a in p.periodic) or (True,) * p.dim
         bnd = [("p" if periodic[d] else "f") for d in range(p.dim)] + (["p"] if p.dim == 2 else [])
         hi = [f"{box[d]:.17g}" for d in range(p.dim)]
@@ -306,8 +314,26 @@ class LammpsSolver(Solver):
             ids, fext = self._replay[1:]
             f[:] = fext[np.searchsorted(ids, tags)]
             return
+        if step > self._cb_step:      # a new step, not a run's set-up
+            self._cb_step = int(step)
+            self._walls_and_averages(x, v, tags, n, int(step))
         _external_forces(f, v, tags, mass, n, self.dim, tgroup, self.target_t, self.target_u,
                          c_drag, c_noise, bgroup, self.body_force, p.seed, int(step))
+
+    def _walls_and_averages(self, x, v, tags, n, step):
+        """Thermal walls (LAMMPS's wall/reflect mirrored the drift; redraw who crossed, see
+        :mod:`.walls`) and one sample of the running averages (velocities at the half step)."""
+        p = self.params
+        axis = self.bins.axis
+        if self.thermal:
+            lo = float(self.box0_lo[axis])
+            kind_lo, kind_hi, u_lo, u_hi = self.walls
+            redraw_crossed(x, v, np.asarray(tags, dtype=np.int64), n, axis, lo, lo + float(self._box()[axis]),
+                           kind_lo, kind_hi, p.temperature, u_lo, u_hi, self.dim, p.seed + WALL_SEED_OFFSET,
+                           step - 1, self.dt)
+        if self.running is not None:
+            xr = np.asarray(x) - self.box0_lo      # bins count from the box's lower corner
+            self.running.sample(self.comm, xr, v, n, self.bins, float(self._box()[axis]), self._periodic(axis))
 
     def _box(self):
         box = self.box0.copy()
@@ -458,6 +484,7 @@ class LammpsSolver(Solver):
             "density_profile": FieldSpec("float64", 1, f"1/{vol}", bins),
             "temperature_profile": FieldSpec("float64", 1, temp, bins),
             "velocity_profile": FieldSpec("float64", dim, f"{length}/{time_}", bins),
+            MEAN_PROFILE: FieldSpec("float64", dim, f"{length}/{time_}", bins),
             "stress_profile": FieldSpec("float64", dim * dim, press, bins),
             "target_temperature": FieldSpec("float64", 1, temp, bins),
             "target_velocity": FieldSpec("float64", dim, f"{length}/{time_}", bins),
@@ -467,12 +494,22 @@ class LammpsSolver(Solver):
 
     def get(self, name):
         """This rank's values of output ``name`` (collective)."""
+        if name == MEAN_PROFILE:
+            return self._root_points(self._mean_profile()).copy()
         value = self.observables(profiles=name not in SCALARS and name != "stress")[name]
         if name in SCALARS:
             value = value.reshape(1)
         elif name == "stress":
             value = value.reshape(1, self.dim * self.dim)
         return self._root_points(value).copy()
+
+    def _mean_profile(self):
+        """(n_bins, dim) bin velocities averaged over the last average_steps steps, or the
+        current velocity_profile when average_steps is 0 (collective)."""
+        self._sync()
+        if self.running is None:
+            return self.observables()["velocity_profile"]
+        return self.running.mean(self.dim)
 
     def put(self, name, data):
         """Set input ``name`` (collective: broadcast from the group's rank 0).  Steps already
@@ -535,7 +572,9 @@ class LammpsSolver(Solver):
                 "fext": fext,
                 "strain": self.strain.copy(), "target_t": self.target_t.copy(),
                 "target_u": self.target_u.copy(), "body_force": self.body_force.copy(),
-                "dt": np.array([self.dt if self.dt is not None else np.nan])}
+                "dt": np.array([self.dt if self.dt is not None else np.nan]),
+                **({"running": self.running.ring.copy(), "running_taken": np.array([self.running.taken])}
+                   if self.running is not None else {})}
 
     def restore(self, state):
         """Return to ``state`` (collective; any layout with the same atoms, see module docstring)."""
@@ -564,6 +603,10 @@ class LammpsSolver(Solver):
         fext = np.concatenate([s["fext"] for s in states])[order]
         step = int(st["step"][0])
         dt = float(st["dt"][0])
+        if self.running is not None:
+            self.running.ring[...] = st["running"]
+            self.running.taken = int(st["running_taken"][0])
+        self._cb_step = step
 
         def put(lmp):
             from ctypes import c_double, c_int
@@ -586,13 +629,16 @@ class LammpsSolver(Solver):
     def result_points(self):
         return self.fields()["density_profile"].points
 
+    def result_sets(self):
+        """``box``: the box centre (one point, on the group's rank 0), where the whole-box
+        scalars and the stress tensor are written (once per output, not on every bin)."""
+        return {"box": self.fields()["temperature"].points}
+
     def results(self):
-        """As md.lj: profiles per bin; scalars and the stress tensor repeated on every bin row."""
-        out = {name: self.get(name) for name in PROFILES}
-        rows = len(self.result_points())
-        for name in SCALARS + ("stress",):
-            value = self.get(name)
-            out[name] = np.repeat(value[:1], rows, axis=0) if rows else value[:0]
+        """Profiles per bin (``result_points``); whole-box scalars and the stress tensor in
+        the point set ``box``."""
+        out = {name: self.get(name) for name in PROFILES + (MEAN_PROFILE,)}
+        out.update({f"box/{name}": self.get(name) for name in SCALARS + ("stress",)})
         return out
 
     def finalize(self):

@@ -39,13 +39,16 @@ from msorch.solver import FieldInfo, FieldSpec, Solver, param
 from . import kernels as K
 from .domain import Domain
 from .lattice import BASES, lattice, maxwell_boltzmann
-from .observables import Bins, measure, tail_energy_per_particle, tail_pressure
+from .observables import Bins, RunningProfile, measure, tail_energy_per_particle, tail_pressure
 from .thermostats import group_of, langevin_o, rescale
+from .walls import WALL_KINDS, WALL_SEED_OFFSET, wall_collisions
 
 __all__ = ["LJParams", "LJSolver"]
 
 SCALARS = ("kinetic_energy", "potential_energy", "total_energy", "temperature", "pressure")
 PROFILES = ("density_profile", "temperature_profile", "velocity_profile", "stress_profile")
+MEAN_PROFILE = "velocity_profile_mean"
+MEAN_STRESS = "stress_mean"
 INPUTS = ("target_temperature", "target_velocity", "body_force", "strain")
 
 
@@ -77,13 +80,30 @@ class LJParams:
     n_bins: int = param(10, "number of equal profile bins spanning the box along profile_axis")
     bin_edges: tuple[float, ...] = param((), "explicit increasing bin edges in the unstrained box (they stretch "
                                              "with an imposed strain); replace n_bins", units="sigma")
+    box: tuple[float, ...] = param((), "box lengths (dim entries); when set, round(density * volume) particles "
+                                       "start on a simple-cubic grid filling the box (surplus sites dropped at "
+                                       "random, seeded) instead of whole lattice cells", units="sigma")
+    equilibrate: float = param(0.0, "time the initial state is equilibrated before the run (Langevin at "
+                                    "temperature, damping 1 tau, dt 0.005 tau, walls at rest; on the group's "
+                                    "rank 0, then broadcast)", units="tau")
+    wall_lo: Literal["reflect", "thermal"] = param(
+        "reflect", "wall at 0 of profile_axis (when not periodic): reflect (specular) or thermal (diffuse: "
+                   "re-emits hitting particles from a Maxwellian at temperature moving at wall_velocity_lo)")
+    wall_hi: Literal["reflect", "thermal"] = param("reflect", "wall at L of profile_axis, as wall_lo")
+    wall_velocity_lo: tuple[float, ...] = param((), "velocity of the thermal wall at 0 from the first step "
+                                                    "(dim entries, normal one 0); empty = at rest",
+                                                units="sigma/tau")
+    wall_velocity_hi: tuple[float, ...] = param((), "velocity of the thermal wall at L, as wall_velocity_lo",
+                                                units="sigma/tau")
+    average_steps: int = param(0, "steps over which velocity_profile_mean averages the bin velocities "
+                                  "(mass-weighted, one sample per step); 0 = the current velocity_profile")
 
 
 class LJSolver(Solver):
     """Lennard-Jones MD; see the module docstring for units, physics and fields."""
 
     Params = LJParams
-    outputs = SCALARS + ("stress",) + PROFILES
+    outputs = SCALARS + ("stress",) + PROFILES + (MEAN_PROFILE, MEAN_STRESS)
     inputs = INPUTS
     _E, _P, _T = "epsilon", "epsilon/sigma^{dim}", "epsilon/k_B"
     field_info = {   # known before launch (msorch solvers md.lj); checked against fields() at setup
@@ -97,6 +117,10 @@ class LJSolver(Solver):
         "temperature_profile": FieldInfo(_T, "kinetic temperature per bin"),
         "velocity_profile": FieldInfo("sigma/tau", "mean velocity per bin", "{dim}"),
         "stress_profile": FieldInfo(_P, "virial stress per bin, row-major", "{dim}*{dim}"),
+        MEAN_PROFILE: FieldInfo("sigma/tau", "mean velocity per bin averaged over the last average_steps "
+                                             "steps", "{dim}"),
+        MEAN_STRESS: FieldInfo(_P, "virial stress tensor of the box averaged over the last average_steps "
+                                   "steps (box centre; needs average_steps > 0)", "{dim}*{dim}"),
         "target_temperature": FieldInfo(_T, "temperature the thermostat drives each bin to"),
         "target_velocity": FieldInfo("sigma/tau", "velocity the thermostat drives each bin to", "{dim}"),
         "body_force": FieldInfo("epsilon/sigma", "force added to every particle of a bin", "{dim}"),
@@ -137,6 +161,38 @@ class LJSolver(Solver):
         if p.tail and not all(p.periodic):  # all(()) is True: periodic by default
             problems.append(("tail", "tail corrections assume a homogeneous periodic fluid",
                              "set tail: false with walls"))
+        problems += cls._check_walls(p)
+        return problems
+
+    @staticmethod
+    def _check_walls(p):
+        problems = []
+        if p.box and (len(p.box) != p.dim or min(p.box) <= 0):
+            problems.append(("box", f"need {p.dim} positive lengths, got {list(p.box)}",
+                             f"e.g. box: {[10.0] * p.dim}"))
+        if p.equilibrate < 0:
+            problems.append(("equilibrate", "must be >= 0", "equilibrate: 0 (none) or a time in tau"))
+        if p.average_steps < 0:
+            problems.append(("average_steps", "must be >= 0", "e.g. average_steps: 100 (the steps of a window)"))
+        walled = (p.wall_lo, p.wall_hi, p.wall_velocity_lo, p.wall_velocity_hi) != ("reflect", "reflect", (), ())
+        axis_ok = 0 <= p.profile_axis < p.dim
+        periodic = (tuple(p.periodic) or (True,) * p.dim)
+        if walled and axis_ok and len(periodic) == p.dim and periodic[p.profile_axis]:
+            problems.append(("wall_lo", f"walls act on profile_axis {p.profile_axis}, which is periodic",
+                             f"set periodic[{p.profile_axis}]: false"))
+        for side in ("lo", "hi"):
+            u = getattr(p, f"wall_velocity_{side}")
+            if not u:
+                continue
+            if len(u) != p.dim:
+                problems.append((f"wall_velocity_{side}", f"need {p.dim} entries, got {len(u)}",
+                                 f"e.g. wall_velocity_{side}: {[0.5] + [0.0] * (p.dim - 1)}"))
+            elif axis_ok and u[p.profile_axis] != 0.0:
+                problems.append((f"wall_velocity_{side}", "a wall cannot move along its normal (profile_axis)",
+                                 f"set entry {p.profile_axis} to 0"))
+            if getattr(p, f"wall_{side}") != "thermal" and any(u):
+                problems.append((f"wall_velocity_{side}", "only a thermal wall drags the fluid along",
+                                 f"set wall_{side}: thermal"))
         return problems
 
     # --- set-up ---------------------------------------------------------------
@@ -147,7 +203,7 @@ class LJSolver(Solver):
             raise ValueError("; ".join(f"{k}: {m}" for k, m, _ in problems))
         self.dim = p.dim
         self.periodic = tuple(bool(a) for a in p.periodic) or (True,) * p.dim
-        ids, x, v, box = self._initial_state()
+        ids, x, v, box = self._initial_state(self.comm)
         self.n_total = len(ids)
         self.box0 = box.copy()
         self.rc2 = p.rc * p.rc
@@ -170,6 +226,8 @@ class LJSolver(Solver):
         self.strain = np.zeros(p.dim)
         self.band0 = tuple(p.thermostat_band) if p.thermostat_band else (-np.inf, np.inf)
         self.band = self.band0
+        self.walls = wall_setup(p)
+        self.running = RunningProfile(p.average_steps, self.bins.n) if p.average_steps else None
         self.step = 0
         self.n_builds = 0
         self._pending: dict[str, np.ndarray] = {}
@@ -179,9 +237,12 @@ class LJSolver(Solver):
         self._rebuild()
         self._forces()
 
-    def _initial_state(self):
-        """Global initial (ids, x, v, box), identical on every rank."""
+    def _initial_state(self, comm=None):
+        """Global initial (ids, x, v, box), identical on every rank of ``comm`` (collective
+        when ``equilibrate`` is set: rank 0 equilibrates and broadcasts)."""
         p = self.params
+        if p.equilibrate > 0:
+            return equilibrated(p, comm)
         if p.init_file:
             import h5py
             with h5py.File(p.init_file, "r") as h5:
@@ -197,7 +258,10 @@ class LJSolver(Solver):
             box = np.ones(3)
             box[:p.dim] = box_d[:p.dim]
             return ids, x, v, box
-        x, box = lattice(p.lattice, p.cells, p.density)
+        if p.box:
+            x, box = filled_box(p.box, p.density, p.dim, p.seed)
+        else:
+            x, box = lattice(p.lattice, p.cells, p.density)
         v = maxwell_boltzmann(len(x), p.dim, p.temperature, p.seed)
         return np.arange(len(x), dtype=np.int64), x, v, box
 
@@ -264,7 +328,9 @@ class LJSolver(Solver):
 
     def _forces(self):
         n = self.nlocal
-        K.lj_forces(self.x, n, self.start, self.nbr, self.rc2, self.eshift, self.f, False, self._w6)
+        # the pair virial rides along (a few flops per pair) when the running averages need it
+        K.lj_forces(self.x, n, self.start, self.nbr, self.rc2, self.eshift, self.f, self.running is not None,
+                    self._w6)
         if np.any(self.body_force):
             self.f[:n] += self.body_force[self._groups(band=False)]
 
@@ -284,11 +350,20 @@ class LJSolver(Solver):
             K.axpy(self.x, dt, self.v, n)
         for d in range(self.dim):
             if not self.periodic[d]:
-                K.reflect(self.x, self.v, n, d, 0.0, self.domain.box[d])
+                if d == p.profile_axis:
+                    kind_lo, kind_hi, u_lo, u_hi = self.walls
+                    wall_collisions(self.x, self.v, self.ids, n, d, 0.0, self.domain.box[d], kind_lo, kind_hi,
+                                    p.temperature, u_lo, u_hi, self.dim, p.seed + WALL_SEED_OFFSET, self.step)
+                else:
+                    K.reflect(self.x, self.v, n, d, 0.0, self.domain.box[d])
         self._update_neighbors(force_rebuild)
         self._forces()
         K.axpy(self.v, 0.5 * dt, self.f, self.nlocal)
         self.step += 1
+        if self.running is not None:
+            a = self.bins.axis
+            self.running.sample(self.comm, self.x, self.v, self.nlocal, self.bins, self.domain.box[a],
+                                self.periodic[a], self._w6)
         if p.ensemble == "rescale" and self.step % p.rescale_every == 0:
             rescale(self.comm, self.v, self.nlocal, self.dim, self._groups(), self.target_t, self.target_u)
         self._obs = None
@@ -313,6 +388,8 @@ class LJSolver(Solver):
             "temperature_profile": FieldSpec("float64", 1, "epsilon/k_B", bins),
             "velocity_profile": FieldSpec("float64", dim, "sigma/tau", bins),
             "stress_profile": FieldSpec("float64", dim * dim, f"epsilon/{vol}", bins),
+            MEAN_PROFILE: FieldSpec("float64", dim, "sigma/tau", bins),
+            MEAN_STRESS: FieldSpec("float64", dim * dim, f"epsilon/{vol}", center),
             "target_temperature": FieldSpec("float64", 1, "epsilon/k_B", bins),
             "target_velocity": FieldSpec("float64", dim, "sigma/tau", bins),
             "body_force": FieldSpec("float64", dim, "epsilon/sigma", bins),
@@ -335,12 +412,28 @@ class LJSolver(Solver):
 
     def get(self, name):
         """This rank's values of output ``name`` (collective: all ranks call it together)."""
+        if name == MEAN_PROFILE:
+            return self._root_points(self._mean_profile())
+        if name == MEAN_STRESS:
+            value = (self.running.mean_stress(float(np.prod(self.domain.box[:self.dim])), self.dim)
+                     if self.running is not None else np.zeros(self.dim * self.dim))
+            return self._root_points(value[None, :]).copy()
         value = self.observables()[name]
         if name in SCALARS:
             value = value.reshape(1)
         elif name == "stress":
             value = value.reshape(1, self.dim * self.dim)
         return self._root_points(value).copy()
+
+    def _mean_profile(self):
+        """(n_bins, dim) bin velocities averaged over the last average_steps steps, or the
+        current ones (one binning, no force evaluation) when average_steps is 0 (collective)."""
+        if self.running is not None:
+            return self.running.mean(self.dim)
+        a = self.bins.axis
+        now = RunningProfile(1, self.bins.n)
+        now.sample(self.comm, self.x, self.v, self.nlocal, self.bins, self.domain.box[a], self.periodic[a])
+        return now.mean(self.dim)
 
     def put(self, name, data):
         """Stage input ``name``; applied (broadcast from the group's rank 0) at the next
@@ -396,7 +489,10 @@ class LJSolver(Solver):
                 "step": np.array([self.step, self.n_builds], dtype=np.int64),
                 "box": self.domain.box.copy(), "strain": self.strain.copy(),
                 "target_t": self.target_t.copy(), "target_u": self.target_u.copy(),
-                "body_force": self.body_force.copy(), "edges": self.bins.edges.copy()}
+                "body_force": self.body_force.copy(), "edges": self.bins.edges.copy(),
+                **({"running": self.running.ring.copy(), "running6": self.running.ring6.copy(),
+                    "running_taken": np.array([self.running.taken])}
+                   if self.running is not None else {})}
 
     def restore(self, state):
         """Return to ``state`` (from :meth:`state` on the same layout; collective)."""
@@ -412,6 +508,10 @@ class LJSolver(Solver):
         stretch = 1.0 + self.strain[self.bins.axis]
         self.band = tuple(b * stretch for b in self.band0)
         self.domain.set_box(state["box"])
+        if self.running is not None:
+            self.running.ring[...] = state["running"]
+            self.running.ring6[...] = state["running6"]
+            self.running.taken = int(state["running_taken"][0])
         self._pending.clear()
         self._build_from(np.array(state["x_build"], dtype=float))
         self.n_builds = n_builds
@@ -436,16 +536,84 @@ class LJSolver(Solver):
     def result_points(self):
         return self.fields()["density_profile"].points
 
+    def result_sets(self):
+        """``box``: the box centre (one point, on the group's rank 0), where the whole-box
+        scalars and the stress tensor are written (once per output, not on every bin)."""
+        return {"box": self.fields()["temperature"].points}
+
     def results(self):
-        """Every output, on the bin centres (results rows must align with one point
-        set): profiles per bin; whole-box scalars and the stress tensor repeated on
-        every bin row."""
-        out = {name: self.get(name) for name in PROFILES}
-        rows = len(self.result_points())
-        for name in SCALARS + ("stress",):
-            value = self.get(name)
-            out[name] = np.repeat(value[:1], rows, axis=0) if rows else value[:0]
+        """Profiles per bin (``result_points``); whole-box scalars and the stress tensor in
+        the point set ``box``."""
+        out = {name: self.get(name) for name in PROFILES + (MEAN_PROFILE,)}
+        out.update({f"box/{name}": self.get(name) for name in SCALARS + ("stress", MEAN_STRESS)})
         return out
 
     def finalize(self):
         self.domain.free()
+
+
+def wall_setup(p) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(kind_lo, kind_hi, u_lo (3,), u_hi (3,)) of the profile axis' walls [sigma/tau]."""
+    u = []
+    for vel in (p.wall_velocity_lo, p.wall_velocity_hi):
+        w = np.zeros(3)
+        w[:len(vel)] = vel
+        u.append(w)
+    return WALL_KINDS[p.wall_lo], WALL_KINDS[p.wall_hi], u[0], u[1]
+
+
+def filled_box(box, density: float, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """round(density * volume) positions on a simple-cubic grid filling ``box`` (dim,)
+    [sigma]: sites at the centres of m_d equal cells per axis, m_d the smallest counts
+    with at least that many sites at the grid spacing (volume/N)^(1/dim); surplus sites
+    are dropped at random (seeded).  Returns ((N, 3) positions, (3,) box), the
+    positions sorted by site (this order defines the ids)."""
+    lengths = np.ones(3)
+    lengths[:dim] = box[:dim]
+    volume = float(np.prod(lengths[:dim]))
+    n = int(round(density * volume))
+    spacing = (volume / n) ** (1.0 / dim)
+    m = [max(1, int(np.ceil(lengths[d] / spacing - 1e-9))) if d < dim else 1 for d in range(3)]
+    while np.prod(m) < n:   # rounding left too few sites: refine the coarsest axis
+        d = int(np.argmax([lengths[k] / m[k] if k < dim else 0.0 for k in range(3)]))
+        m[d] += 1
+    grid = np.stack(np.meshgrid(*[np.arange(k) for k in m], indexing="ij"), axis=-1).reshape(-1, 3)
+    keep = np.sort(np.random.default_rng(seed).choice(len(grid), size=n, replace=False))
+    positions = (grid[keep] + 0.5) * (lengths / np.array(m))
+    positions[:, dim:] = 0.0
+    return positions, lengths
+
+
+EQUILIBRATION_DT = 0.005    # tau
+
+
+def equilibrated(p, comm=None):
+    """The initial state of settings ``p`` after ``p.equilibrate`` tau of Langevin dynamics
+    (damping 1 tau, at p.temperature, walls at rest), as (ids, x, v, box), identical on
+    every rank of ``comm`` (rank 0 computes on COMM_SELF, then broadcasts; collective)."""
+    import dataclasses
+    rank = comm.Get_rank() if comm is not None else 0
+    n_dim = np.zeros(4)
+    if rank == 0:
+        q = dataclasses.replace(p, equilibrate=0.0, ensemble="langevin", damping=1.0, thermostat_band=(),
+                                wall_velocity_lo=(), wall_velocity_hi=(), average_steps=0)
+        pre = LJSolver(MPI.COMM_SELF, q)
+        pre.initialize(0.0)
+        for k in range(int(round(p.equilibrate / EQUILIBRATION_DT))):
+            pre.advance(k * EQUILIBRATION_DT, EQUILIBRATION_DT)
+        order = np.argsort(pre.ids[:pre.nlocal])
+        ids = pre.ids[order].astype(np.int64)
+        x, v = pre.x[:pre.nlocal][order].copy(), pre.v[:pre.nlocal][order].copy()
+        box = pre.domain.box.copy()
+        pre.finalize()
+        n_dim[0] = len(ids)
+        n_dim[1:] = box
+    if comm is not None and comm.Get_size() > 1:
+        comm.Bcast(n_dim, root=0)
+        n = int(n_dim[0])
+        if rank != 0:
+            ids, x, v, box = np.empty(n, np.int64), np.empty((n, 3)), np.empty((n, 3)), n_dim[1:].copy()
+        comm.Bcast(ids, root=0)
+        comm.Bcast(x, root=0)
+        comm.Bcast(v, root=0)
+    return ids, x, v, box

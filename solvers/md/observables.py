@@ -160,3 +160,61 @@ def measure(comm, x, v, nlocal, start, nbr, rc2, eshift, *, box, dim, n_total, b
         "velocity_profile": u[:, :dim].copy(),
         "stress_profile": -_tensor(thermal6 + per_bin[:, 10:16], dim) / vol_b[:, None],
     }
+
+
+class RunningProfile:
+    """Bin velocities and the box stress averaged over the last ``steps`` samples (one per step).
+
+    The velocity average is mass-weighted (unit mass): sum of momenta over sum of
+    counts, i.e. the coarse-grained velocity of a bin over a time window, the value
+    an MD-continuum coupling hands to the continuum side.  The stress average is the
+    whole box's (kinetic + pair virial) tensor over the same samples: the shear stress
+    of a steady sheared fluid, whose ratio to the shear rate is the viscosity.
+
+    Attributes
+    ----------
+    ring : (steps, n_bins, 4) float64 -- per sample and bin: count, momentum (3)
+    ring6 : (steps, 6) float64 -- per sample: sum_i v_a v_b + W_ab, Voigt order (xx, yy, zz, xy, xz, yz) [epsilon]
+    taken : int -- samples taken so far (the ring slot of the next one is taken % steps)
+    """
+
+    def __init__(self, steps: int, n_bins: int):
+        self.ring = np.zeros((steps, n_bins, 4))
+        self.ring6 = np.zeros((steps, 6))
+        self.taken = 0
+
+    def sample(self, comm, x, v, n, bins: Bins, box_len: float, periodic: bool,
+               virial6: np.ndarray | None = None) -> None:
+        """Add the current bin sums of the locals ``x, v`` (>= n, 3) and, when given, their
+        kinetic tensor plus the pair virial ``virial6`` (6,) [epsilon] (collective)."""
+        nb = bins.n
+        k = bins.index(x[:n], box_len, periodic)
+        inside = k >= 0
+        ki = k[inside]
+        buf = np.zeros(nb * 4 + 6)
+        sums = buf[:nb * 4].reshape(nb, 4)
+        sums[:, 0] = np.bincount(ki, minlength=nb)
+        for d in range(3):
+            sums[:, 1 + d] = np.bincount(ki, weights=v[:n][inside, d], minlength=nb)
+        if virial6 is not None:
+            vl = v[:n]
+            buf[nb * 4:] = virial6 + np.array([vl[:, 0] @ vl[:, 0], vl[:, 1] @ vl[:, 1], vl[:, 2] @ vl[:, 2],
+                                               vl[:, 0] @ vl[:, 1], vl[:, 0] @ vl[:, 2], vl[:, 1] @ vl[:, 2]])
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        slot = self.taken % len(self.ring)
+        self.ring[slot] = sums
+        self.ring6[slot] = buf[nb * 4:]
+        self.taken += 1
+
+    def mean(self, dim: int) -> np.ndarray:
+        """(n_bins, dim) mean velocity per bin over the samples in the ring [sigma/tau];
+        0 in a bin that held no particle."""
+        total = self.ring.sum(axis=0)
+        return (total[:, 1:1 + dim] / np.maximum(total[:, :1], 1.0)).copy()
+
+    def mean_stress(self, volume: float, dim: int) -> np.ndarray:
+        """(dim*dim,) Cauchy stress -(sum v v + W)/V averaged over the samples taken
+        (at most the ring's length) [epsilon/sigma^dim]; row-major."""
+        k = min(self.taken, len(self.ring6))
+        six = self.ring6.sum(axis=0) / max(k, 1)
+        return -_tensor(six, dim) / volume

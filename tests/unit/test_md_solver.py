@@ -258,8 +258,10 @@ def test_fields_and_results_shapes():
     for name in outs:
         assert s.get(name).shape == f[name].shape, name
     res = s.results()
-    assert set(res) == set(SCALARS) | {"stress"} | set(PROFILES)
-    assert all(len(v) == len(s.result_points()) == 6 for v in res.values())
+    whole_box = {f"box/{n}" for n in SCALARS + ("stress", "stress_mean")}
+    assert set(res) == whole_box | set(PROFILES) | {"velocity_profile_mean"}
+    assert all(len(v) == len(s.result_points()) == 6 for k, v in res.items() if k not in whole_box)
+    assert all(len(res[k]) == len(s.result_sets()["box"]) == 1 for k in whole_box)
     assert issubclass(LJSolver, Solver)
 
 

@@ -52,7 +52,7 @@ def _run(msorch, spec: dict, out, name: str):
 
 
 def test_ldc_peak_reaches_the_fine_discretization_error(msorch, tmp_path):
-    """Must show 1 (job size): the composite converges within 5 iterations (relative change 1e-7) and
+    """Must show 1 (job size): the composite converges within 5 iterations (relative change 1e-6) and
     the patch's max error is within 5 % of the uniform h = 1/512 solve's 1.190e-3 (measured by
     test_ldc_peak_against_uniform_fine_solve each verify run); the coarse level's error outside
     the patch stays at its own O(H²) size (< 6e-4; without correction the unresolved peak
@@ -142,10 +142,12 @@ def test_ldc_peak_against_uniform_fine_solve(msorch, tmp_path):
         _run(msorch, capped, tmp_path / f"k{k}", f"k{k}")
         (_, _, e), = _patch_errors(tmp_path / f"k{k}", capped)
         by_iteration.append(np.abs(e).max())
+        if abs(by_iteration[-1] - ldc_max) <= 0.01 * ldc_max:
+            break                        # reached the converged (discretization) error
     wall = _seconds(tmp_path / "ldc", "patch") / _seconds(tmp_path / "uni", "fine")
     print(f"\nLDC peak: patch max error {ldc_max:.4e} (uniform h=1/512 {uni_max:.4e}, ratio {ldc_max / uni_max:.4f}); "
           f"RMS {ldc_rms:.4e} ({uni_rms:.4e}, ratio {ldc_rms / uni_rms:.4f}); unknowns {unknowns} = "
-          f"{100 * fraction:.1f} % of {513 ** 2}; max error after iterations 1..5: "
+          f"{100 * fraction:.1f} % of {513 ** 2}; max error after iterations 1, 2, ...: "
           + " ".join(f"{v:.4e}" for v in by_iteration)
           + f"; window wall time LDC / uniform = {wall:.3f}")
     assert ldc_max <= 1.1 * uni_max and ldc_rms <= 1.1 * uni_rms

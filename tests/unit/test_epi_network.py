@@ -10,7 +10,8 @@ from scipy.optimize import brentq
 
 from msorch.spec import SpecError, parse_spec
 from solvers.epi.contacts import LayerParams, NetworkParams, build_graph, read_edge_file, EdgeFileError
-from solvers.epi.network import EpiNetworkParams, EpiNetworkSolver, InterventionParams, RegionParams
+from solvers.epi.network import (EpiNetworkParams, EpiNetworkSolver, InterventionParams, RegionParams,
+                                 TestingParams)
 
 
 def regular_attack(k: int, T: float) -> float:
@@ -70,6 +71,40 @@ def test_five_regular_final_size_matches_percolation():
     s, _ = run(p)
     assert s.n_active == 0
     assert abs(s.get("attack_rate")[0] - regular_attack(5, 0.5)) < 0.01
+
+
+@pytest.mark.parametrize("case", ["isolation", "closure"])
+def test_isolation_and_closure_change_T_exactly(case):
+    """5-regular, 20,000 agents, reference attack 0.95249 (T = 1/2, as above), reached two ways:
+    isolation: beta = 1, gamma = 0.5, detection at rate 0.5 from t = 0 with isolation_factor 0
+    ends transmission at min(D, detection) ~ Exp(gamma + rate), so T = beta/(beta + gamma + rate);
+    closure: beta = 2, gamma = 1, the only layer at factor 0.5 from t = 0: T = 1/(1 + 1).
+    Tolerance 0.01 (sd of one major outbreak ~ 0.002)."""
+    net = NetworkParams(kind="k-regular", degree=5)
+    if case == "isolation":
+        p = EpiNetworkParams(n_agents=20000, network=net, beta=1.0, gamma=0.5, seed=4, initial_infected=20,
+                             testing=TestingParams(start=0.0, rate=0.5, isolation_factor=0.0))
+    else:
+        p = EpiNetworkParams(n_agents=20000, network=net, beta=2.0, gamma=1.0, seed=4, initial_infected=20,
+                             interventions=(InterventionParams(0.0, "all", 0.5),))
+    s, _ = run(p)
+    assert abs(s.get("attack_rate")[0] - regular_attack(5, 0.5)) < 0.01
+
+
+def test_configuration_model_final_size():
+    """Degrees 3 or 8 with probability 1/2 each, T = 0.25 (beta = 1/3, gamma = 1): generating
+    functions G0(x) = (x^3 + x^8)/2, G1(x) = G0'(x)/G0'(1); attack = 1 - G0(1 - T + T u),
+    u = G1(1 - T + T u) (Newman 2002): 0.5050, R0 = 1.41; 30,000 agents, tolerance 0.015."""
+    T, ks = 0.25, np.array([3, 8])
+    G0 = lambda x: np.mean(x ** ks)                                      # noqa: E731
+    G1 = lambda x: np.sum(ks * x ** (ks - 1)) / ks.sum()                 # noqa: E731
+    u = brentq(lambda u: G1(1 - T + T * u) - u, 0.0, 1 - 1e-9)
+    ref = 1 - G0(1 - T + T * u)
+    net = NetworkParams(kind="configuration", degree_values=(3, 8), degree_weights=(0.5, 0.5))
+    p = EpiNetworkParams(n_agents=30000, network=net, beta=1 / 3, gamma=1.0, seed=8, initial_infected=30)
+    s, _ = run(p)
+    assert abs(ref - 0.5050) < 5e-4
+    assert abs(s.get("attack_rate")[0] - ref) < 0.015
 
 
 def test_contract_fields_conserve_and_export_integers():

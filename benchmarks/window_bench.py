@@ -8,12 +8,27 @@ progress reports, channel traffic and Python overhead all included), over the
 last 80 % of the windows.  Baseline in the same run: raw mpi4py moving the same
 bytes each way between the same number of ranks (``Sendrecv`` per pair).
 
-Reference (from the issue, 2-core machine): preCICE 3.4.1 C++ solver dummies
-23–28 µs per window at n = 1 over MPI and 9–10.5 ms at n = 125,000.
+A third case runs the same pair with an implicit scheme whose windows converge
+at the first iteration (both offsets 0, so every value stays 0): what the
+implicit machinery (state snapshot, convergence sums and their reduction over
+all solver ranks) adds to a window; printed as a ratio to the explicit window.
+
+Reference (``shared/references.md``, "Peer figures measured on this machine
+kind"): preCICE 3.4.1 C++, one ``Participant`` per process, both under one
+``mpirun`` (MPMD), ``m2n:mpi``, logging disabled, ``parallel-explicit``,
+nearest-neighbour mapping, 1 rank each, time per window on participant A:
+9.7–10.4 µs at n = 1, 43.9 µs at n = 1,000, 4.1–5.1 ms at n = 125,000.
+
+``--compare TREE``: also run msorch from another checkout (e.g. the commit
+before a change, ``git archive <commit> | tar -x -C TREE``), interleaved with
+this one, and print both: before/after under the same machine load.
+``--repeat N``: best (lowest mean) of N runs per case.
 """
 from __future__ import annotations
 
 import os
+import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,8 +39,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [(1, 20000), (1000, 5000), (125_000, 400)]
+IMPLICIT_CASES = [(1, 20000), (1000, 5000)]
 LAYOUTS = [(1, 1), (2, 2)]
-PRECICE = {1: "23-28 us", 125_000: "9-10.5 ms"}
+# preCICE 3.4.1, m2n:mpi, no logging, parallel-explicit, 1 rank each (shared/references.md, 2026-12-03)
+PRECICE = {1: "9.7-10.4 us", 1000: "43.9 us", 125_000: "4.1-5.1 ms"}
 
 SPEC = """name: window_bench
 time: {{start: 0.0, end: {windows}.0, window: 1.0}}
@@ -39,21 +56,32 @@ scheme: {{kind: explicit, staggering: parallel}}
 progress: false
 """
 
+# Offsets 0: every value stays 0, so each window converges at its first iteration.
+IMPLICIT_SPEC = SPEC.replace("offset: 1.0", "offset: 0.0").replace(
+    "scheme: {{kind: explicit, staggering: parallel}}",
+    "scheme: {{kind: implicit, staggering: parallel, convergence: [{{field: a.in, relative: 1.0e-6}}]}}")
 
-def env():
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMPI_MCA_mpi_yield_when_idle="1",
+
+def env(root: Path = ROOT):
+    return dict(os.environ, PYTHONPATH=str(root), OMPI_MCA_mpi_yield_when_idle="1",
                 OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
-def msorch_window(n: int, windows: int, ranks: int, workdir: Path) -> float:
+def msorch_window(n: int, windows: int, ranks: int, workdir: Path, implicit: bool = False,
+                  root: Path = ROOT) -> float:
+    """Mean seconds per window over the last 80 % of ``windows`` (msorch from ``root``)."""
     import h5py
-    spec = workdir / f"w_{n}_{ranks}.yaml"
-    spec.write_text(SPEC.format(n=n, windows=windows, ranks=ranks))
-    out = workdir / f"out_{n}_{ranks}"
-    subprocess.run([sys.executable, "-m", "msorch", "run", str(spec), "-o", str(out)], check=True, env=env(),
-                   stdout=subprocess.DEVNULL)
+    tag = f"{n}_{ranks}_{'i' if implicit else 'e'}_{abs(hash(str(root)))}"
+    spec = workdir / f"w_{tag}.yaml"
+    spec.write_text((IMPLICIT_SPEC if implicit else SPEC).format(n=n, windows=windows, ranks=ranks))
+    out = workdir / f"out_{tag}"
+    subprocess.run([sys.executable, "-m", "msorch", "run", str(spec), "-o", str(out)], check=True, env=env(root),
+                   stdout=subprocess.DEVNULL, cwd=root)
     with h5py.File(out / "results.h5") as f:
         t = f["timing/a"][:]
+        if implicit:
+            assert (f["coupling/iterations"][:] == 1).all(), "every implicit window must take one iteration"
+    shutil.rmtree(out)
     return float(t[len(t) // 5:].mean())
 
 
@@ -84,20 +112,49 @@ def raw_main(n: int, windows: int):
         print(f"{t[len(t) // 5:].mean():.9e}")
 
 
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:10.2f}us"
+
+
 def main():
     if "--raw" in sys.argv:
         raw_main(int(sys.argv[2]), int(sys.argv[3]))
         return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", type=Path, help="another checkout of msorch to run beside this one")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the lowest mean is printed")
+    parser.add_argument("--quick", action="store_true", help="n = 1 and 1,000 on 1+1 only")
+    args = parser.parse_args()
+    trees = [ROOT] + ([args.compare.resolve()] if args.compare else [])
+    cases = [c for c in CASES if c[0] <= 1000] if args.quick else CASES
+    layouts = LAYOUTS[:1] if args.quick else LAYOUTS
+
+    def best(n, windows, ranks, tmp, implicit=False):
+        return [min(msorch_window(n, windows, ranks, Path(tmp), implicit, root) for _ in range(args.repeat))
+                for root in trees]
+
     print("per-window cost of an explicit window, two no-op solvers, n doubles each way, coordinator included")
-    print(f"{'n':>8} {'ranks':>6} {'msorch':>12} {'raw mpi4py':>12} {'ratio':>7}   preCICE 3.4.1 C++ (ref.)")
+    extra = f" {'--compare':>12}" if args.compare else ""
+    print(f"{'n':>8} {'ranks':>6} {'msorch':>12}{extra} {'raw mpi4py':>12} {'ratio':>7}   "
+          "preCICE 3.4.1 C++ (m2n:mpi, no logging, parallel-explicit, 1+1)")
+    explicit = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n, windows in CASES:
-            for ranks, _ in LAYOUTS:
-                t_ms = msorch_window(n, windows, ranks, Path(tmp))
-                t_raw = raw_window(n, windows, ranks)
-                unit, scale = ("us", 1e6)
-                print(f"{n:>8} {ranks}+{ranks:<4} {t_ms * scale:10.2f}{unit} {t_raw * scale:10.2f}{unit} "
-                      f"{t_ms / t_raw:7.2f}   {PRECICE.get(n, '')}", flush=True)
+        for n, windows in cases:
+            for ranks, _ in layouts:
+                t_ms = best(n, windows, ranks, tmp)
+                explicit[n, ranks] = t_ms
+                t_raw = min(raw_window(n, windows, ranks) for _ in range(args.repeat))
+                other = "".join(f" {_us(t)}" for t in t_ms[1:])
+                print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_ms[0])}{other} {_us(t_raw)} "
+                      f"{t_ms[0] / t_raw:7.2f}   {PRECICE.get(n, '') if ranks == 1 else ''}", flush=True)
+        print("implicit window converging at its first iteration vs the explicit window above")
+        print(f"{'n':>8} {'ranks':>6} {'implicit':>12}{extra} {'/ explicit':>12}")
+        for n, windows in IMPLICIT_CASES:
+            for ranks, _ in layouts:
+                t_im = best(n, windows, ranks, tmp, implicit=True)
+                other = "".join(f" {_us(t)}" for t in t_im[1:])
+                ratios = " ".join(f"{a / b:7.2f}" for a, b in zip(t_im, explicit[n, ranks]))
+                print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_im[0])}{other}      {ratios}", flush=True)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class Channel:
         rank = comm.Get_rank()
         self.is_source, self.is_target = rank in src.ranks, rank in dst.ranks
         self._requests = []
+        self._bound_sends, self._bound_sending = [], False
         if not (self.is_source or self.is_target):
             return
         self.spec = spec
@@ -218,9 +219,81 @@ class Channel:
             self._requests.append(self.comm.Isend(data, dest=dest, tag=self.tag))
 
     def wait_sent(self) -> None:
+        """Complete this channel's sends in flight (bound or not); their blocks may then change."""
         if self._requests:
             MPI.Request.Waitall(self._requests)
             self._requests = []
+        if self._bound_sending:
+            MPI.Request.Waitall(self._bound_sends)
+            self._bound_sending = False
+
+    # --- bound (persistent) transfers: the window loop's hot path -------------
+    def bind_send(self, block: np.ndarray) -> None:
+        """Make persistent sends of ``block`` (samples, n_local, components) (source ranks).
+
+        ``block`` is the caller's fixed array, refilled before each :meth:`send_bound`.
+        The MPI requests (``Send_init``) are made once: a window then costs one
+        ``Start`` per target rank, without parsing buffers or making request objects.
+        """
+        assert block.shape[0] == self.samples and block.flags.c_contiguous
+        self.wait_sent()
+        n = block.shape[1]
+        self._bound_sends, self._bound_packs = [], []
+        for dest, span, idx, buffer in self._send_to:
+            if span is not None and (self.samples == 1 or (span.start == 0 and span.stop == n)):
+                data = block[:, span]     # contiguous: sent in place
+            else:
+                data = buffer             # scattered (or a partial span of several samples): packed
+                self._bound_packs.append((idx, buffer))
+            self._bound_sends.append(self.comm.Send_init(data, dest=dest, tag=self.tag))
+        self._bound_block = block
+
+    def send_bound(self) -> None:
+        """Start sending the bound block (its contents now); returns at once.
+
+        The caller must :meth:`wait_sent` before it writes into the block again.
+        """
+        if self._requests or self._bound_sending:
+            self.wait_sent()
+        for idx, buffer in self._bound_packs:
+            np.take(self._bound_block, idx, axis=1, out=buffer)
+        MPI.Prequest.Startall(self._bound_sends)
+        self._bound_sending = True
+
+    def bind_recv(self, dest: np.ndarray | None = None) -> np.ndarray:
+        """Make persistent receives of a full block (target ranks); returns where it lands.
+
+        ``dest`` (samples, n_local, components), C-contiguous: the caller's array the
+        mapped block is written to; with one source and the identity map MPI
+        receives straight into it.  None: the channel's own array (as :meth:`recv`).
+        """
+        buf = self._recv_buffer
+        direct = dest is not None and self._op is None and len(self._recv_from) == 1
+        if dest is None:
+            dest = buf if self._op is None else self.received
+        assert dest.shape == (self.samples, len(self.spec.points), self.components) and dest.flags.c_contiguous
+        k, c, flat = self.samples, self.components, buf.reshape(-1)
+        if direct:
+            self._bound_recvs = [self.comm.Recv_init(dest, source=self._recv_from[0][0], tag=self.tag)]
+        else:
+            self._bound_recvs = [self.comm.Recv_init(flat[k * a * c:k * b * c], source=src, tag=self.tag)
+                                 for src, a, b in self._recv_from]
+        self._bound_direct, self._bound_dest = direct, dest
+        return dest
+
+    def recv_bound(self) -> np.ndarray:
+        """Receive one full block into the bound destination (blocking) and return it."""
+        reqs = self._bound_recvs
+        if len(reqs) == 1:
+            req = reqs[0]
+            req.Start()
+            req.Wait()
+            if self._bound_direct:
+                return self._bound_dest
+        else:
+            MPI.Prequest.Startall(reqs)
+            MPI.Request.Waitall(reqs)
+        return self._finish(self.samples, self._bound_dest)
 
     def recv(self, k: int | None = None) -> np.ndarray:
         """Receive one block and map it: returns (k, n_local, components) (target ranks).
@@ -232,20 +305,31 @@ class Channel:
         if len(self._recv_from) == 1:
             self.comm.Recv(buf[:k], source=self._recv_from[0][0], tag=self.tag)
         else:
-            # Each source's rows of all k samples arrive as one contiguous chunk,
-            # then move to the sample-major layout.
             flat = buf.reshape(-1)
             c = self.components
             reqs = [self.comm.Irecv(flat[k * a * c:k * b * c], source=src, tag=self.tag)
                     for src, a, b in self._recv_from]
             MPI.Request.Waitall(reqs)
-            if k > 1:
-                chunks = [flat[k * a * c:k * b * c].reshape(k, b - a, c).copy() for _, a, b in self._recv_from]
-                for (_, a, b), chunk in zip(self._recv_from, chunks):
-                    buf[:k, a:b] = chunk
+        return self._finish(k, self.received[:k] if self._op is not None else None)
+
+    def _finish(self, k: int, out: np.ndarray | None) -> np.ndarray:
+        """The received raw buffer (k samples) in sample-major layout, mapped into ``out``.
+
+        ``out`` None: the identity map, the buffer itself is returned.
+        """
+        buf = self._recv_buffer
+        if len(self._recv_from) > 1 and k > 1:
+            # Each source's rows of all k samples arrive as one contiguous chunk,
+            # then move to the sample-major layout.
+            flat, c = buf.reshape(-1), self.components
+            chunks = [flat[k * a * c:k * b * c].reshape(k, b - a, c).copy() for _, a, b in self._recv_from]
+            for (_, a, b), chunk in zip(self._recv_from, chunks):
+                buf[:k, a:b] = chunk
         if self._op is None:
-            return buf[:k]
-        out = self.received[:k]
+            if out is None or out is buf:
+                return buf[:k]
+            out[...] = buf[:k]
+            return out
         for s in range(k):
             out[s] = self._op(buf[s])
         return out

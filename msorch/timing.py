@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import time
 
+_perf = time.perf_counter   # bound once: lap() runs a few times per window
+
 PHASES = ("compute", "wait", "exchange", "output", "checkpoint")
 COMPUTE, WAIT, EXCHANGE, OUTPUT, CHECKPOINT = range(len(PHASES))
+_ZEROS = (0.0,) * len(PHASES)
 TAG_TIMING = 17   # group root -> coordinator: phase rows (float64, n_rows * n_ranks * len(PHASES))
 
 
@@ -40,7 +43,7 @@ class PhaseClock:
 
     def lap(self, phase: int) -> None:
         """Charge the time since the previous lap to ``phase``."""
-        now = time.perf_counter()
+        now = _perf()
         self.acc[phase] += now - self._last
         self._last = now
 
@@ -48,3 +51,9 @@ class PhaseClock:
         """This window's seconds per phase; starts the next window's row."""
         out, self.acc = self.acc, [0.0] * len(PHASES)
         return out
+
+    def flush_into(self, rows: list) -> None:
+        """Append this window's seconds per phase to the flat list ``rows``; start the next row."""
+        acc = self.acc
+        rows += acc
+        acc[:] = _ZEROS

@@ -60,6 +60,8 @@ class Inbound:
         # Sub-steps that fall on a sample read it in place: views made once.
         self.exact = [self.used[i].reshape(self.view_shape) if w1 == 0.0 else None
                       for i, w1 in zip(self.interp.i0, self.interp.w1)]
+        # Views for the window's end: the samples before the last, the first, the last.
+        self.head, self.first, self.last = self.used[:-1], self.used[0], self.used[-1]
 
 
 @dataclass
@@ -73,6 +75,23 @@ class Outbound:
 
     def __post_init__(self):
         self.views = list(self.samples.reshape(self.view_shape))   # one writable view per sub-step
+        self.finite = _finite_test(self.samples)
+
+
+def _finite_test(block: np.ndarray):
+    """A callable -> bool: whether every value of ``block`` (any shape) is finite now.
+
+    None for non-float blocks.  Made once per output block: the window loop
+    only calls it.  Up to 8 values: element-wise over a memoryview (no numpy
+    call); more: a sum is finite only if every term is, and only an overflowing
+    sum needs the element-wise test.
+    """
+    if block.dtype.kind not in "fc":
+        return None
+    if block.size <= 8 and block.dtype in (np.float64, np.float32):
+        flat = memoryview(block.reshape(-1))
+        return lambda: all(map(math.isfinite, flat))
+    return lambda: bool(np.isfinite(block.sum()) or np.isfinite(block).all())
 
 
 class Worker:
@@ -141,8 +160,8 @@ class Worker:
         self.phase = "output"
         self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
         self.n_measures = len(self.ctx.plan.converged_on)
-        self.rows: list[tuple] = []
-        self.phase_rows: list[list[float]] = []   # per window: seconds per timing.PHASES
+        self.rows: list[float] = []          # flat report rows (messages.report_width columns)
+        self.phase_rows: list[float] = []    # flat: per window, seconds per timing.PHASES
         self.clock = PhaseClock()
 
     def _initial_exchange(self):
@@ -172,6 +191,9 @@ class Worker:
         measures = {i: k for k, i in enumerate(plan.converged_on)}
         self.measure_of = {inb.index: measures[inb.index] for inb in self.inbound if inb.index in measures}
         self.criteria = [(c.relative, c.absolute) for c in scheme.convergence]
+        # Per-iteration convergence sums (n_measures, 2) and their reduction, made once.
+        self._sums = np.zeros((len(plan.converged_on), 2))
+        self._total = np.empty_like(self._sums)
         self.measure_end = [c.over == "end" for c in scheme.convergence]
         acc = scheme.acceleration
         if acc is not None:
@@ -184,48 +206,154 @@ class Worker:
                                    **acc.options(getattr(cls, "SETTINGS", None)))
 
     # --- the window loop ----------------------------------------------------
+    def _bind(self):
+        """Everything the window loop would otherwise look up or make per window.
+
+        Persistent MPI requests on every channel (explicit receives land in the
+        waveform itself), the hooks' bound methods, per-sub-step put/get lists.
+        Called once, after setup and any restore (the arrays stay the same).
+        """
+        self._window_hooks = [hook.window_start for hook in self.hooks]
+        self._step_hooks = [hook.before_steps for hook in self.hooks if hasattr(hook, "before_steps")]
+        for out in self.outbound:
+            for ch in out.channels:
+                ch.bind_send(out.samples)
+        self._sends = [ch for out in self.outbound for ch in out.channels]
+        for inb in self.inbound:
+            inb.channel.bind_recv(None if self.implicit else inb.used[1:])
+        self._fresh = [inb for inb in self.inbound if inb.fresh]
+        self._closing = [inb for inb in self.inbound if not inb.fresh]
+        self._puts = [[(inb.field, inb.exact[s], inb) for inb in self.inbound] for s in range(self.spec.substeps)]
+        self._gets = [[(out.field, out.views[s]) for out in self.outbound] for s in range(self.spec.substeps)]
+
+    def _next_event(self, w: int, control: Control) -> int:
+        """The first window >= ``w`` after which this rank may report, checkpoint or stop.
+
+        The loop runs the (exact) tests of :meth:`_after_event` only there.
+        """
+        n_windows = self.job.time.n_windows
+        events = [control.lease_end, n_windows - 1] + [x for x in (control.report_at, control.stop_at,
+                                                                  control.checkpoint_at) if x >= w]
+        every = self.job.checkpoint.every_windows if self.job.checkpoint else None
+        if every:
+            events.append(w + (-(w + 1)) % every)   # the first v >= w with (v + 1) % every == 0
+        return min(events)
+
     def run(self, first_window: int = 0):
         job = self.job
         n_windows = job.time.n_windows
         control = Control(lease_end=first_window - 1, report_at=NONE)
         if first_window == 0:
             self.writer.maybe_write(0, job.time.start, self.solver)
+        self._bind()
+        self._t0, self._width = job.time.start, job.time.window
+        # The writer writes when (windows done) % every == 0; called only then.
+        write_every = self.writer.every if self.writer.fields != () else 0
+        writer, solver = self.writer, self.solver
+        explicit_window = self._explicit_window
         # Start every group's clock together: setup skew is not a window's cost.
         self.phase = "waiting for the other solvers"
         self.ctx.solvers.Barrier()
-        last_window_done = time.perf_counter()
+        perf = time.perf_counter
+        last_window_done = perf()
         self.stopped_early = False
         clock = self.clock = PhaseClock()
+        rows, phase_rows, explicit = self.rows, self.phase_rows, not self.implicit
+        next_event = NONE
         for w in range(first_window, n_windows):
             if w > control.lease_end:
                 control = self._next_control()
-            clock.lap(WAIT)
-            self.window = w
-            iterations, residuals, converged = self._window(w)
-            now = time.perf_counter()
-            self.rows.append((w, iterations, now - last_window_done, converged, *residuals))
-            last_window_done = now
-            t_end = job.time.start + (w + 1) * job.time.window
-            self.phase = "output"
-            self.writer.maybe_write(w + 1, t_end, self.solver)
-            clock.lap(OUTPUT)
-            self.phase_rows.append(clock.row())
-            checkpoint = w < n_windows - 1 and checkpoint_due(job, w, control)
-            if checkpoint or w in (control.report_at, control.lease_end, control.stop_at, n_windows - 1):
-                self._report()
-            if checkpoint:
+                next_event = self._next_event(w, control)
                 clock.lap(WAIT)
-                self._checkpoint(w)
-                clock.lap(CHECKPOINT)
-            if w == control.stop_at and w < n_windows - 1:
-                self.stopped_early = True
-                break
+            self.window = w
+            if explicit:
+                explicit_window(w)
+                now = perf()
+                rows += (w, 1, now - last_window_done, 1)
+                if self.n_measures:
+                    rows += (0.0,) * self.n_measures
+            else:
+                iterations, residuals, converged = self._window(w)
+                now = perf()
+                rows += (w, iterations, now - last_window_done, converged)
+                rows += residuals
+            last_window_done = now
+            if write_every and (w + 1) % write_every == 0:
+                self.phase = "output"
+                writer.maybe_write(w + 1, self._t0 + (w + 1) * self._width, solver)
+            clock.lap(OUTPUT)
+            clock.flush_into(phase_rows)
+            if w == next_event:
+                if self._after_event(w, control):
+                    break
+                next_event = self._next_event(w + 1, control)
         self.phase = "finalize"
-        for out in self.outbound:
-            for ch in out.channels:
-                ch.wait_sent()
+        for ch in self._sends:
+            ch.wait_sent()
         self.writer.close()
         self.solver.finalize()
+
+    def _after_event(self, w: int, control: Control) -> bool:
+        """Report, checkpoint, stop after window ``w`` as due; returns whether to stop."""
+        n_windows = self.job.time.n_windows
+        checkpoint = w < n_windows - 1 and checkpoint_due(self.job, w, control)
+        if checkpoint or w in (control.report_at, control.lease_end, control.stop_at, n_windows - 1):
+            self._report()
+        if checkpoint:
+            self.clock.lap(WAIT)
+            self._checkpoint(w)
+            self.clock.lap(CHECKPOINT)
+        if w == control.stop_at and w < n_windows - 1:
+            self.stopped_early = True
+            return True
+        return False
+
+    def _explicit_window(self, w: int) -> None:
+        """One explicit window: fresh inputs, sub-steps, send, loop-closing inputs.
+
+        The explicit case of :meth:`_window` + :meth:`_run_stage`, with what
+        does not change between windows bound once by :meth:`_bind`: received
+        data lands in ``Inbound.used[1:]`` directly.
+        """
+        clock, solver = self.clock, self.solver
+        if self._window_hooks or self._fresh:
+            for window_start in self._window_hooks:
+                window_start(w)
+            clock.lap(EXCHANGE)
+            self.phase = "receive"
+            for inb in self._fresh:
+                inb.channel.recv_bound()
+            clock.lap(WAIT)
+        for before_steps in self._step_hooks:
+            before_steps()
+        for ch in self._sends:
+            ch.wait_sent()           # the previous window's sends: their blocks are rewritten now
+        t_w, dt = self._t0 + w * self._width, self.spec.dt
+        for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
+            self.step += 1
+            self.phase = "put"
+            for field, exact, inb in puts:
+                solver.put(field, exact if exact is not None else self._input_at(inb, s))
+            self.phase = "advance"
+            solver.advance(t_w + s * dt, dt)
+            self.phase = "get"
+            for field, view in gets:
+                view[...] = solver.get(field)
+        clock.lap(COMPUTE)
+        self.phase = "send"
+        for out in self.outbound:
+            if out.finite is not None and not out.finite():
+                self._check_finite(out, len(out.samples))
+            for ch in out.channels:
+                ch.send_bound()
+        clock.lap(EXCHANGE)
+        self.phase = "receive"
+        for inb in self._closing:
+            inb.channel.recv_bound()       # lands in used[1:]; held constant over the next window
+            inb.head[...] = inb.last
+        for inb in self._fresh:
+            inb.first[...] = inb.last
+        clock.lap(WAIT)
 
     # --- checkpoints ----------------------------------------------------------
     def _checkpoint(self, w: int):
@@ -287,21 +415,22 @@ class Worker:
 
     def _report(self):
         # Every rank's phase rows go to the root (one small Gather per report), then to rank 0.
-        phases = np.array(self.phase_rows, dtype=np.float64).reshape(len(self.phase_rows), len(PHASES))
+        # Both lists are flat (filled with += in the loop) and emptied in place.
+        phases = np.array(self.phase_rows, dtype=np.float64).reshape(-1, len(PHASES))
         gathered = np.empty((self.group.Get_size(), *phases.shape)) if self.root else None
         self.group.Gather(phases, gathered, root=0)
         if self.root and self.rows:
-            rows = np.array(self.rows, dtype=np.float64)
+            rows = np.array(self.rows, dtype=np.float64).reshape(-1, report_width(self.n_measures))
             self.ctx.world.Send(rows, dest=0, tag=TAG_REPORT)
             self.ctx.world.Send(np.ascontiguousarray(gathered.transpose(1, 0, 2)), dest=0, tag=TAG_TIMING)
-        self.rows = []
-        self.phase_rows = []
+        self.rows.clear()
+        self.phase_rows.clear()
 
     def _window(self, w: int) -> tuple[int, list[float], int]:
         """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
         t_w = self.job.time.start + w * self.job.time.window
-        for hook in self.hooks:
-            hook.window_start(w)
+        for window_start in self._window_hooks:
+            window_start(w)
         if not self.implicit:
             self._run_stage(t_w)
             self._close_window()
@@ -333,7 +462,9 @@ class Worker:
 
         Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
         """
-        sums = np.zeros((self.n_measures, 2)) if self.implicit else None
+        sums = self._sums if self.implicit else None
+        if sums is not None:
+            sums.fill(0.0)
         clock = self.clock
         clock.lap(EXCHANGE)
         self.phase = "receive"
@@ -343,9 +474,10 @@ class Worker:
         clock.lap(WAIT)
         dt = self.spec.dt
         solver = self.solver
-        for hook in self.hooks:
-            if hasattr(hook, "before_steps"):
-                hook.before_steps()
+        for before_steps in self._step_hooks:
+            before_steps()
+        for ch in self._sends:
+            ch.wait_sent()           # the previous sends' blocks are rewritten now
         for s in range(self.spec.substeps):
             self.step += 1
             self.phase = "put"
@@ -359,9 +491,10 @@ class Worker:
         clock.lap(COMPUTE)
         self.phase = "send"
         for out in self.outbound:
-            self._check_finite(out, len(out.samples))
+            if out.finite is not None and not out.finite():
+                self._check_finite(out, len(out.samples))
             for ch in out.channels:
-                ch.send(out.samples)
+                ch.send_bound()
         clock.lap(EXCHANGE)
         self.phase = "receive"
         for inb in self.inbound:
@@ -371,7 +504,7 @@ class Worker:
         return sums
 
     def _receive(self, inb: Inbound, sums):
-        data = inb.channel.recv()
+        data = inb.channel.recv_bound()
         if not self.implicit and not inb.fresh:
             inb.used[:] = data[-1]   # held constant over the next window
         elif inb.fresh:
@@ -408,12 +541,12 @@ class Worker:
 
     def _converged(self, sums) -> tuple[list[float], int]:
         self.phase = "convergence"
-        total = np.empty_like(sums)
+        total = self._total
         self.ctx.solvers.Allreduce(sums, total)
         self.clock.lap(WAIT)
         rel, ok = [], True
-        for (r2, x2), (relative, absolute) in zip(total, self.criteria):
-            r, x = np.sqrt(r2), np.sqrt(x2)
+        for (r2, x2), (relative, absolute) in zip(total.tolist(), self.criteria):
+            r, x = math.sqrt(r2), math.sqrt(x2)
             rel.append(r / x if x > 0 else r)
             if relative is not None and not (r <= relative * x):
                 ok = False

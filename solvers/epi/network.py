@@ -177,6 +177,13 @@ class EpiNetworkSolver(Solver):
         if not 0 <= p.initial_infected <= pool:
             probs.append(("initial_infected", f"must lie in [0, {pool}], got {p.initial_infected}", "fix it"))
         probs += network_problems(p.network, p.n_agents)
+        if p.network.kind == "k-regular" and p.network.degree >= 1:
+            k = p.network.degree
+            for name, n in zip(names or ["all agents"], sizes or [p.n_agents]):
+                if n * k % 2 or k >= n:
+                    probs.append(("network.degree", f"no {k}-regular graph on the {n} agents of region {name} "
+                                  "(needs degree < agents and agents * degree even)",
+                                  "change the degree or the region's agents"))
         layers = layer_names(p.network)
         for i, iv in enumerate(p.interventions):
             if iv.layer != "all" and iv.layer not in layers:

@@ -157,6 +157,8 @@ def test_bad_rates_and_layers_fail_before_launch():
     with pytest.raises(SpecError) as info:
         parse_spec(_spec("{beta: 0.0, gamma: -1.0, sigma: 0.0, interventions: [{time: 1.0, layer: schools}]}"))
     text = str(info.value)
+    with pytest.raises(SpecError, match="solvers.town.params.network.degree: no 3-regular graph on the 5 agents"):
+        parse_spec(_spec("{n_agents: 5, network: {kind: k-regular, degree: 3}}"))
     for where in ("solvers.town.params.beta", "solvers.town.params.gamma", "solvers.town.params.sigma",
                   "solvers.town.params.interventions[0].layer"):
         assert where in text, text

@@ -66,7 +66,7 @@ from msorch.solver import FieldSpec, Solver, param
 from .lj import INPUTS, MEAN_PROFILE, PROFILES, SCALARS, LJParams, LJSolver, wall_setup
 from .observables import Bins, RunningProfile
 from .thermostats import gaussian, group_of, rescale
-from .walls import THERMAL, WALL_SEED_OFFSET, redraw_crossed
+from .walls import THERMAL, WALL_SEED_OFFSET, redraw_crossed, wall_layer_ou
 
 __all__ = ["LammpsParams", "LammpsSolver"]
 
@@ -327,10 +327,17 @@ class LammpsSolver(Solver):
         axis = self.bins.axis
         if self.thermal:
             lo = float(self.box0_lo[axis])
+            hi = lo + float(self._box()[axis])
             kind_lo, kind_hi, u_lo, u_hi = self.walls
-            redraw_crossed(x, v, np.asarray(tags, dtype=np.int64), n, axis, lo, lo + float(self._box()[axis]),
-                           kind_lo, kind_hi, p.temperature, u_lo, u_hi, self.dim, p.seed + WALL_SEED_OFFSET,
-                           step - 1, self.dt)
+            ids = np.asarray(tags, dtype=np.int64)
+            redraw_crossed(x, v, ids, n, axis, lo, hi, kind_lo, kind_hi, p.temperature, u_lo, u_hi, self.dim,
+                           p.seed + WALL_SEED_OFFSET, step - 1, self.dt)
+            if p.wall_layer > 0:
+                # md.lj applies it after the second kick; here it acts on the half-step velocity
+                # (the callback runs before LAMMPS's second kick): the same friction, another splitting
+                wall_layer_ou(x, v, ids - 1, n, axis, lo, hi, p.wall_layer, kind_lo, kind_hi, p.temperature,
+                              u_lo, u_hi, self.dim, np.exp(-self.dt / p.wall_damping),
+                              p.seed + 2 * WALL_SEED_OFFSET, step - 1)
         if self.running is not None:
             xr = np.asarray(x) - self.box0_lo      # bins count from the box's lower corner
             self.running.sample(self.comm, xr, v, n, self.bins, float(self._box()[axis]), self._periodic(axis))

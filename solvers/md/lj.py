@@ -41,7 +41,7 @@ from .domain import Domain
 from .lattice import BASES, lattice, maxwell_boltzmann
 from .observables import Bins, RunningProfile, measure, tail_energy_per_particle, tail_pressure
 from .thermostats import group_of, langevin_o, rescale
-from .walls import WALL_KINDS, WALL_SEED_OFFSET, wall_collisions
+from .walls import WALL_KINDS, WALL_SEED_OFFSET, wall_collisions, wall_layer_ou
 
 __all__ = ["LJParams", "LJSolver"]
 
@@ -95,6 +95,10 @@ class LJParams:
                                                 units="sigma/tau")
     wall_velocity_hi: tuple[float, ...] = param((), "velocity of the thermal wall at L, as wall_velocity_lo",
                                                 units="sigma/tau")
+    wall_layer: float = param(0.0, "width of the friction layer of each thermal wall: particles closer than "
+                                   "this get a Langevin update towards the wall's velocity and temperature "
+                                   "every step (reduces slip); 0 = none", units="sigma")
+    wall_damping: float = param(0.2, "damping time of the wall friction layer", units="tau")
     average_steps: int = param(0, "steps over which velocity_profile_mean averages the bin velocities "
                                   "(mass-weighted, one sample per step); 0 = the current velocity_profile")
 
@@ -172,6 +176,9 @@ class LJSolver(Solver):
                              f"e.g. box: {[10.0] * p.dim}"))
         if p.equilibrate < 0:
             problems.append(("equilibrate", "must be >= 0", "equilibrate: 0 (none) or a time in tau"))
+        if p.wall_layer < 0 or p.wall_damping <= 0:
+            problems.append(("wall_layer", "wall_layer must be >= 0 and wall_damping > 0",
+                             "e.g. wall_layer: 1.0, wall_damping: 0.2"))
         if p.average_steps < 0:
             problems.append(("average_steps", "must be >= 0", "e.g. average_steps: 100 (the steps of a window)"))
         walled = (p.wall_lo, p.wall_hi, p.wall_velocity_lo, p.wall_velocity_hi) != ("reflect", "reflect", (), ())
@@ -359,6 +366,12 @@ class LJSolver(Solver):
         self._update_neighbors(force_rebuild)
         self._forces()
         K.axpy(self.v, 0.5 * dt, self.f, self.nlocal)
+        if p.wall_layer > 0 and not self.periodic[p.profile_axis]:
+            kind_lo, kind_hi, u_lo, u_hi = self.walls
+            a = p.profile_axis
+            wall_layer_ou(self.x, self.v, self.ids, self.nlocal, a, 0.0, self.domain.box[a], p.wall_layer, kind_lo,
+                          kind_hi, p.temperature, u_lo, u_hi, self.dim, np.exp(-dt / p.wall_damping),
+                          p.seed + 2 * WALL_SEED_OFFSET, self.step)
         self.step += 1
         if self.running is not None:
             a = self.bins.axis

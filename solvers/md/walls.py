@@ -122,3 +122,32 @@ def redraw_crossed(x, v, tags, n, axis, lo, hi, kind_lo, kind_hi, temperature, u
             redraw(v, i, tags[i] - 1, axis, -1.0, temperature, u_hi, dim, seed, step, xi)
             count += 1
     return count
+
+
+@njit(cache=True)
+def wall_layer_ou(x, v, ids, n, axis, lo, hi, width, kind_lo, kind_hi, temperature, u_lo, u_hi, dim, c1, seed,
+                  step):
+    """Friction layers of the thermal walls: every particle closer than ``width`` [sigma] to a
+    thermal wall gets the exact Ornstein-Uhlenbeck update towards the wall's velocity and
+    temperature, v <- u_wall + c1 (v - u_wall) + sqrt((1 - c1^2) T) xi, c1 = exp(-dt/damping).
+
+    Why: a flat wall that only re-emits the particles hitting it grips a dense fluid through
+    the few particles of its first layer that reach it, and the fluid slips (slip length
+    ~1-2 sigma measured in steady Couette flow at rho* = 0.81).  Coupling the whole first
+    layer to the wall, as thermostatted wall atoms do through their potential (Thompson &
+    Robbins 1990; Nie et al. 2004), removes most of that slip.
+    """
+    c2 = np.sqrt(1.0 - c1 * c1)
+    s = c2 * np.sqrt(temperature)
+    xi = np.empty(dim)
+    for i in range(n):
+        y = x[i, axis]
+        if kind_lo == THERMAL and y < lo + width:
+            u = u_lo
+        elif kind_hi == THERMAL and y > hi - width:
+            u = u_hi
+        else:
+            continue
+        gaussian(seed, ids[i], step, xi)
+        for d in range(dim):
+            v[i, d] = u[d] + c1 * (v[i, d] - u[d]) + s * xi[d]

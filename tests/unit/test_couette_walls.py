@@ -116,3 +116,23 @@ def test_lammps_thermal_walls_follow_md_lj():
     finally:
         a.finalize()
         b.finalize()
+
+
+def test_wall_friction_layer_is_an_exact_ou_step_towards_the_wall():
+    """wall_layer_ou on 100,000 particles inside the lower layer, c1 = exp(-dt/damping) = 0.5:
+    mean c1 v0 + (1 - c1) U, variance c1^2 var(v0) + (1 - c1^2) T (the OU transition law);
+    particles outside both layers are untouched."""
+    from solvers.md.walls import wall_layer_ou
+    n = 100_000
+    rng = np.random.default_rng(2)
+    x = np.zeros((n + 10, 3))
+    x[:n, 1] = rng.uniform(0, 1.0, n)
+    x[n:, 1] = 5.0
+    v = np.zeros((n + 10, 3))
+    v[:, 0] = 2.0
+    ids = np.arange(n + 10, dtype=np.int64)
+    wall_layer_ou(x, v, ids, n + 10, 1, 0.0, 10.0, 1.0, THERMAL, THERMAL, T, np.array([U, 0, 0.0]), np.zeros(3), 3,
+                  0.5, 11, 3)
+    assert abs(v[:n, 0].mean() - (0.5 * 2.0 + 0.5 * U)) < 5 * np.sqrt(0.75 * T / n)
+    assert abs(v[:n, 2].var() - 0.75 * T) < 5 * 0.75 * T * np.sqrt(2 / n)
+    assert np.all(v[n:, 0] == 2.0) and np.all(v[n:, 1:] == 0.0)

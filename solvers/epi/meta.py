@@ -8,7 +8,10 @@ on a susceptible of region j is
 
 where m_ij is the mobility matrix (fraction of i's residents present in j, see
 :mod:`solvers.epi.mobility`), so V_j counts infectious visitors, and Y_j the
-infectious visitors routed to j from agent regions (below).  beta_j(t) is the
+infectious visitors routed to j from agent regions (below).  With ``visitor_beta``
+set, visitors transmit at that rate instead: lambda_j = (beta_j I_j + visitor_beta
+V_j) / N_j (``epi.network``'s rule: a visitor's contacts are not reduced by layer
+interventions).  beta_j(t) is the
 region's rate (``beta``, or the region's own) times the factor of the latest
 intervention in force (``interventions``: contact reductions from a day on), or
 comes from the ``beta`` input (``transmission: input``), or from the HMM farm
@@ -78,7 +81,7 @@ from .seir import philox, rate_problems, reproduction_number
 
 __all__ = ["RegionParams", "InterventionParams", "EpiMetaParams", "EpiMetaSolver"]
 
-COUNT = "persons"
+COUNT = "1"          # persons; "1" as epi.network declares its counts (the handshake compares units)
 COMPARTMENTS = ("S", "E", "I", "R")
 
 
@@ -123,6 +126,9 @@ class EpiMetaParams:
     transmission: Literal["fixed", "input", "hmm"] = param(
         "fixed", "beta from the settings x interventions, from the beta input, or from the HMM farm's growth_rate")
     hmm_layers: tuple[str, ...] = param((), "transmission: hmm: contact layers whose factors form the query")
+    visitor_beta: Optional[float] = param(
+        None, "transmission rate of one infectious visitor (default: the region's beta in force); e.g. "
+        "epi.network's visitor_beta x visitor_contacts, which interventions on layers do not change", units="1/day")
     substeps: int = param(8, "Runge-Kutta steps per solver step (ode)")
     seed: int = param(0, "seed of the chain-binomial draws and of the routing of agent travellers")
 
@@ -139,10 +145,14 @@ class EpiMetaSolver(Solver):
 
     Params = EpiMetaParams
     field_info = {
-        **{c: FieldInfo(COUNT, f"{c} residents of each compartment region") for c in COMPARTMENTS},
-        "incidence": FieldInfo(COUNT, "new infections (S -> E, SIR: S -> I) during the last step"),
-        "exported": FieldInfo(COUNT, "infectious visitors present in each agent region during the last step"),
-        "imported": FieldInfo(COUNT, "infectious travellers that left each agent region during the last step"),
+        **{c: FieldInfo(COUNT, f"{c} residents (persons) of each compartment region", extensive=True)
+           for c in COMPARTMENTS},
+        "incidence": FieldInfo(COUNT, "new infections (S -> E, SIR: S -> I) during the last step (persons)",
+                               extensive=True),
+        "exported": FieldInfo(COUNT, "infectious visitors (persons) present in each agent region during the last "
+                              "step", extensive=True),
+        "imported": FieldInfo(COUNT, "infectious travellers (persons) that left each agent region during the "
+                              "last step", extensive=True),
         "beta": FieldInfo("1/day", "transmission rate of each compartment region (transmission: input)"),
         "growth_rate": FieldInfo("1/day", "answered growth rate of each region's network (transmission: hmm)"),
     }
@@ -218,6 +228,8 @@ class EpiMetaSolver(Solver):
         if p.transmission == "hmm" and not p.hmm_layers:
             add("hmm_layers", "transmission: hmm needs the contact layers its queries set",
                 "e.g. hmm_layers: [community] (the micro model's query settings, in order)")
+        if p.visitor_beta is not None:
+            probs += rate_problems({"visitor_beta": p.visitor_beta})
         if p.substeps < 1:
             add("substeps", f"need >= 1, got {p.substeps}", "use substeps: 8")
         if all(r.agents for r in p.regions) and p.transmission != "fixed":
@@ -296,12 +308,12 @@ class EpiMetaSolver(Solver):
 
     def fields(self):
         pts = self.own.astype(np.float64)[:, None]
-        f = {c: FieldSpec("float64", 1, COUNT, pts) for c in (*COMPARTMENTS, "incidence")}
+        f = {c: FieldSpec("float64", 1, COUNT, pts, extensive=True) for c in (*COMPARTMENTS, "incidence")}
         outs, ins = self.field_names(self.params)
         agent_pts = np.arange(len(self.agent_idx) if self.rank == 0 else 0, dtype=np.float64)[:, None]
         if "exported" in outs:
-            f["exported"] = FieldSpec("float64", 1, COUNT, agent_pts)
-            f["imported"] = FieldSpec("float64", 1, COUNT, agent_pts)
+            f["exported"] = FieldSpec("float64", 1, COUNT, agent_pts, extensive=True)
+            f["imported"] = FieldSpec("float64", 1, COUNT, agent_pts, extensive=True)
         if "beta" in ins:
             f["beta"] = FieldSpec("float64", 1, "1/day", pts)
         if "rate_query" in outs:
@@ -364,6 +376,7 @@ class EpiMetaSolver(Solver):
         own, N, m = self.own, self.pop, self.m
         sigma, gamma = p.sigma, p.gamma
         n_all = self.n
+        vb = beta if p.visitor_beta is None else p.visitor_beta
 
         def infectious_all(I):
             full = np.zeros(n_all)
@@ -374,7 +387,7 @@ class EpiMetaSolver(Solver):
             """(dy/dt (n_local, 4), infection rate (n_local,)) with visitors of this stage."""
             S, E, I = y[:, 0], y[:, 1], y[:, 2]
             visitors = m.T @ infectious_all(I) if self.leave.any() else np.zeros(n_all)
-            inf = beta * (I + visitors[own] + routed[own]) / N * S
+            inf = (beta * I + vb * (visitors[own] + routed[own])) / N * S
             d = np.empty_like(y)
             d[:, 0] = -inf
             if sigma is None:
@@ -423,7 +436,8 @@ class EpiMetaSolver(Solver):
                 full += x
                 out[k] = x.sum()
         present = self._sum_all(full)
-        lam = beta * (I + present[own] + routed[own]) / N
+        vb = beta if p.visitor_beta is None else p.visitor_beta
+        lam = (beta * I + vb * (present[own] + routed[own])) / N
         p_inf = -np.expm1(-lam * dt)
         p_rec = -np.expm1(-p.gamma * dt)
         p_lat = -np.expm1(-p.sigma * dt) if p.sigma is not None else 0.0
@@ -453,7 +467,8 @@ class EpiMetaSolver(Solver):
         if name == "exported":
             return self.exported.copy()
         if name == "rate_query":
-            return self._layers(self.t_now)
+            q = self._layers(self.t_now)
+            return q[:, 0].copy() if q.shape[1] == 1 else q     # FieldSpec shape: (n,) for one component
         raise KeyError(f"epi.meta has no output {name!r}")
 
     def put(self, name, data):

@@ -40,7 +40,7 @@ def scaled(name: str, factor: int, tmp_path, end: float | None = None):
 
 def run(msorch, spec, out):
     t0 = time.perf_counter()
-    r = msorch("run", spec, "-o", out)
+    r = msorch("run", spec, "-o", out, timeout=1500)
     assert r.returncode == 0, r.stderr
     return time.perf_counter() - t0
 

@@ -112,6 +112,27 @@ def test_growth_rate_conversion_inverts():
         assert abs(float(reproduction_number(r, sigma, 0.2)) - 2.5) < 1e-12
 
 
+def test_hmm_query_carries_layer_factors_and_answers_set_beta():
+    """transmission: hmm: rate_query holds the community factor in force (1 before day 10, 0.2 from
+    day 10 on, in the listed region only); an answered growth rate r sets beta = gamma R(r) with
+    R = (1 + r/sigma)(1 + r/gamma) (Wallinga & Lipsitch 2007): r = 0.1, sigma 0.25, gamma 0.2 ->
+    R = 1.4 x 1.5 = 2.1, beta = 0.42."""
+    p = EpiMetaParams(regions=(RegionParams(name="a", population=1e4, initial_infected=1.0),
+                               RegionParams(name="b", population=1e4)),
+                      transmission="hmm", hmm_layers=("community",), beta=0.3, gamma=0.2, sigma=0.25,
+                      interventions=(InterventionParams(time=10.0, factor=1.0, regions=("a",),
+                                                        layers={"community": 0.2}),))
+    s = EpiMetaSolver(MPI.COMM_SELF, p)
+    s.initialize(0.0)
+    assert s.fields()["rate_query"].shape == (2,)
+    np.testing.assert_array_equal(s.get("rate_query"), [1.0, 1.0])
+    s.put("growth_rate", np.array([0.1, 0.1]))
+    np.testing.assert_allclose(s.results()["beta"], [0.42, 0.42], rtol=1e-14)
+    for k in range(10):
+        s.advance(float(k), 1.0)
+    np.testing.assert_array_equal(s.get("rate_query"), [0.2, 1.0])
+
+
 def _spec(params: str) -> str:
     return ("name: bad\ntime: {start: 0, end: 2, window: 1}\nsolvers:\n  m:\n    kind: epi.meta\n    dt: 1.0\n"
             f"    params: {params}\n")

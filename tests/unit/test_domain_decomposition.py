@@ -236,3 +236,20 @@ def test_interior_dirichlet_off_the_grid_or_with_a_coupled_side_is_refused():
     found = paths(spec)
     assert "use a grid line, e.g. x: 0.3 or 0.32" in found["solvers.left.params.interior_dirichlet.x"].fix
     assert "the right side is dirichlet too" in found["solvers.left.params.interior_dirichlet"].message
+
+
+def test_recipes_work_for_any_solvers_with_the_named_fields():
+    """Two test.null solvers (out = in + offset, no geometry): the recipe only needs the fields
+    it is told to use; the geometry checks are skipped for solvers without interface_geometry."""
+    spec = {"time": {"start": 0.0, "end": 1.0, "window": 1.0},
+            "solvers": {"a": {"kind": "test.null", "params": {"n": 4}},
+                        "b": {"kind": "test.null", "params": {"n": 4}}},
+            "patterns": [{"kind": "schwarz", "between": ["a", "b"], "overlap": 0.1, "dirichlet": "in",
+                          "trace": "out", "variant": "additive"}]}
+    job = parse_spec(yaml.safe_dump(spec))
+    assert [c.ref for c in job.couplings] == ["a.in", "b.in"]
+    assert job.scheme.staggering == "parallel" and job.scheme.order == ("a", "b")
+    spec["patterns"] = [{"kind": "dirichlet-neumann", "between": ["a", "b"], "value": "in", "flux": "out"}]
+    found = "\n".join(str(p) for p in problems(spec))
+    # test.null has no output 'in': the recipe says which role needs it and how to name another field.
+    assert "solver 'b' (test.null) has no output 'in' (the interface value it returns)" in found

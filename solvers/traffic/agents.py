@@ -82,11 +82,17 @@ class AgentRoadSolver(Solver):
         out = np.bincount(b, weights=w, minlength=self.seg.n_local)
         return out if w is not None else out.astype(np.int64)
 
+    @property
+    def road_start(self) -> float:
+        """Corridor position [m] of x = 0 (the ``road_start`` setting; 0 for solvers without it):
+        field points are corridor positions, vehicle positions stay local."""
+        return float(getattr(self.params, "road_start", 0.0))
+
     def fields(self):
-        seg = self.seg
-        up = np.zeros((1 if seg.first else 0, 1))
-        down = np.full((1 if seg.last else 0, 1), seg.length)
-        f = {name: FieldSpec("float64", 1, UNITS[name], seg.centers) for name in self.BIN_OUTPUTS}
+        seg, x0 = self.seg, self.road_start
+        up = np.full((1 if seg.first else 0, 1), x0)
+        down = np.full((1 if seg.last else 0, 1), x0 + seg.length)
+        f = {name: FieldSpec("float64", 1, UNITS[name], seg.centers + x0) for name in self.BIN_OUTPUTS}
         for end, pts in (("upstream", up), ("downstream", down)):
             for q in UNITS:
                 f[f"{end}_{q}"] = FieldSpec("float64", 1, UNITS[q], pts)
@@ -143,7 +149,7 @@ class AgentRoadSolver(Solver):
         return out
 
     def result_points(self):
-        return self.seg.centers
+        return self.seg.centers + self.road_start
 
     def counts(self) -> dict[str, int]:
         """Global cumulative vehicle counts (collective).

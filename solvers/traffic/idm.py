@@ -43,15 +43,15 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from msorch.solver import param
+from msorch.solver import FieldSpec, param
 
 from . import idm_kernel as K
 from .agents import AgentRoadSolver
-from .fundamental import idm_equilibrium_table
+from .fundamental import idm_diagram, idm_equilibrium_table
 from .rng import hash_uniform, make_stream, pack_stream, unpack_stream
 from .population import even_classes, jam_spacing, place, ring_count
 from .road import segment
-from .settings import RampParams, raise_if_invalid, ramp_problems
+from .settings import CorridorParams, RampParams, corridor_problems, demand_at, raise_if_invalid, ramp_problems
 
 __all__ = ["IDMParams", "IDMSolver"]
 
@@ -59,7 +59,7 @@ _ID_STRIDE = float(2 ** 40)   # ids of vehicles made by source k: (k + 1) * 2^40
 
 
 @dataclass(frozen=True)
-class IDMParams(RampParams):
+class IDMParams(RampParams, CorridorParams):
     road: Literal["ring", "open"] = param("ring", "road topology")
     road_length: float = param(5000.0, "road length", units="m")
     bins: int = param(50, "number of equal bins for the per-bin fields (>= ranks)")
@@ -102,6 +102,10 @@ class IDMParams(RampParams):
                                  "ahead and behind")
     merge_zone: float = param(50.0, "length of the on-ramps' acceleration lanes (downstream of the ramp)",
                               units="m")
+    merge_rule: Literal["nose", "largest_gap"] = param(
+        "nose", "where on-ramp vehicles merge: nose (the gap around the ramp position) or largest_gap "
+        "(the middle of the largest gap on the acceleration lane, Treiber & Kesting's on-ramp; the lane "
+        "must lie on one rank's segment)")
     handover: bool = param(False, "add the vehicles_out output and vehicles_in input")
     handover_slots: int = param(16, "rows of the hand-over arrays")
     seed: int = param(0, "seed of the class-assignment streams and off-ramp draws")
@@ -147,6 +151,13 @@ class IDMSolver(AgentRoadSolver):
         return ins
 
     @classmethod
+    def field_names(cls, p):
+        outs, ins = super().field_names(p)
+        if p.road == "open" and p.inflow == "channel":
+            outs += ("upstream_supply",)
+        return outs, ins
+
+    @classmethod
     def check(cls, p):
         probs = []
         n = len(p.class_fractions) or 1
@@ -164,11 +175,13 @@ class IDMSolver(AgentRoadSolver):
             probs.append(("class_*", "v0, T, a, b and length must be > 0, s0 > 0", "fix the values"))
         if p.road_length <= 0 or p.bins < 1:
             probs.append(("road_length", "road_length must be > 0 and bins >= 1", "fix them"))
-        probs += ramp_problems(p, p.road_length)
-        src = sorted(([0.0] if p.road == "open" else []) + list(p.onramp_positions))
+        probs += ramp_problems(p, p.road_length) + corridor_problems(p)
+        # (position, is an on-ramp): an on-ramp's acceleration lane reaches merge_zone downstream
+        src = sorted(([(0.0, False)] if p.road == "open" else []) + [(x, True) for x in p.onramp_positions])
         sep = cls.source_spacing(p)
-        if any(b - a < sep for a, b in zip(src, src[1:])):
-            probs.append(("onramp_positions", f"sources (inflow at 0 and on-ramps) closer than {sep:.1f} m",
+        if any(b - a < sep + (p.merge_zone if ramp else 0.0) for (a, ramp), (b, _) in zip(src, src[1:])):
+            probs.append(("onramp_positions", f"sources (inflow at 0 and on-ramps) closer than {sep:.1f} m "
+                          f"(plus merge_zone {p.merge_zone:g} m after an on-ramp)",
                           "space them further apart (insertion looks one safe gap either way)"))
         if p.initial_vehicles * float(cl[:, 6].max()) > p.road_length:
             probs.append(("initial_vehicles", "the vehicles do not fit on the road", "use fewer"))
@@ -197,10 +210,10 @@ class IDMSolver(AgentRoadSolver):
 
     @staticmethod
     def source_spacing(p) -> float:
-        """Smallest distance [m] between two sources: two safe gaps, two lengths, two merge zones."""
+        """Smallest distance [m] between two sources: two safe gaps and two lengths (plus, after an
+        on-ramp, its acceleration lane merge_zone: see :meth:`check`)."""
         cl = _classes(p)
-        return float(2 * (cl[:, 3].max() + cl[:, 1].max() * cl[:, 2].max()) + 2 * cl[:, 6].max()
-                     + 2 * p.merge_zone)
+        return float(2 * (cl[:, 3].max() + cl[:, 1].max() * cl[:, 2].max()) + 2 * cl[:, 6].max())
 
     # ------------------------------------------------------------------ setup
     def initialize(self, t0):
@@ -220,6 +233,13 @@ class IDMSolver(AgentRoadSolver):
                                    + [True] * len(p.onramp_positions))
         self.src_own = (self.src_x >= self.seg.lo) & (self.src_x < self.seg.hi) & self.src_active
         self.src_bin = np.searchsorted(self.seg.edges, self.src_x, side="right") - 1 - self.seg.bin_lo
+        if p.merge_rule == "largest_gap":
+            for xr in p.onramp_positions:
+                lo, hi = self.seg.lo, self.seg.hi
+                if lo <= xr < hi and xr + p.merge_zone > hi and not self.seg.last:
+                    raise ValueError(f"traffic.idm: merge_rule largest_gap needs each acceleration lane on one "
+                                     f"rank's segment, but [{xr:g}, {xr + p.merge_zone:g}] m crosses {hi:g} m; "
+                                     f"use fewer ranks, or move the on-ramp")
         self.sink_x = np.array(p.offramp_positions, dtype=np.float64)
         self.sink_bin = np.searchsorted(self.seg.edges, self.sink_x, side="right") - 1 - self.seg.bin_lo
         self.streams = [make_stream(p.seed, (0,))] + [make_stream(p.seed, (1, k))
@@ -327,7 +347,7 @@ class IDMSolver(AgentRoadSolver):
                                                        self.lead, self.work[0], self.work[1])
             return
         if self.src_active.any():
-            self._insert(dt)
+            self._insert(t, dt)
         K.idm_step(self.veh, self._leader(), dt, p.delta, p.update == "ballistic", self.work[0], self.work[1])
         if len(self.sink_x):
             self._offramps()
@@ -434,7 +454,7 @@ class IDMSolver(AgentRoadSolver):
             lead[:] = 0.0
         return lead
 
-    def _insert(self, dt):
+    def _insert(self, t, dt):
         """Insert at most one vehicle per owned source (collective: gathers the ends)."""
         p = self.params
         ends = self._ends()
@@ -448,7 +468,7 @@ class IDMSolver(AgentRoadSolver):
                 rho = p.inflow_density
                 q = rho * float(np.interp(1.0 / rho - self.cls[0, 6], s, v))
             else:
-                q = self.src_q[k] if k else (p.inflow_flow if p.inflow == "flow" else 0.0)
+                q = self.src_q[k] if k else (demand_at(p, t, dt) if p.inflow == "flow" else 0.0)
             self.src_demand[k] += q * dt
             if not self.src_own[k]:
                 continue
@@ -467,7 +487,11 @@ class IDMSolver(AgentRoadSolver):
             state = self.streams[k + 1].bit_generator.state
             new = self._new_vehicles(1, self.streams[k + 1])
             v_cap = self._inflow_speed() if k == 0 else float(new[K.V0, 0])
-            if self._try_insert(k, new, self.src_x[k], v_cap, ends, ramp=k > 0):
+            if k > 0 and p.merge_rule == "largest_gap":
+                done = self._try_merge(k, new, v_cap, ends)
+            else:
+                done = self._try_insert(k, new, self.src_x[k], v_cap, ends, ramp=k > 0)
+            if done:
                 self.src_demand[k] -= 1.0
                 if k == 0:
                     self.step_in += 1
@@ -528,6 +552,56 @@ class IDMSolver(AgentRoadSolver):
         new[K.ID, 0] = (k + 1) * _ID_STRIDE + self.src_count[k]
         self.src_count[k] += 1
         self.veh = np.concatenate([veh[:, :i], new, veh[:, i:]], axis=1)
+        return True
+
+    def _try_merge(self, k, new, v_cap, ends) -> bool:
+        """Merge on-ramp vehicle ``new`` (NCOL, 1) into the largest gap on the acceleration lane.
+
+        The lane is [x_r, x_r + merge_zone] (x_r the ramp position, m).  Candidate gaps are
+        those between consecutive vehicles (the nearest ones outside the lane, or another
+        rank's, included) with their part inside the lane; the largest such part wins (the
+        upstream-most on ties).  The vehicle goes to the middle of that part at speed
+        min(v_cap, leader speed) and is accepted when its gaps ahead and behind are at least
+        s0 + merge_headway * vT of itself and of its follower (Treiber & Kesting's on-ramp
+        rule: the middle of the largest gap of the merging zone).
+        """
+        p, veh = self.params, self.veh
+        n = veh.shape[1]
+        xr = self.src_x[k]
+        xe = xr + p.merge_zone
+        x = veh[K.X]
+        i0 = int(np.searchsorted(x, xr, side="left"))     # first vehicle on (or past) the lane
+        i1 = int(np.searchsorted(x, xe, side="right"))    # first vehicle past the lane
+        up = self._ghost(ends, downstream=False) if i0 == 0 else None
+        down = self._ghost(ends, downstream=True) if i1 == n else None
+        # followers j - 1 and leaders j for j = i0 .. i1 (index -1 / n: a ghost or nobody)
+        xf = np.concatenate([[up[0][4] + up[1] if up is not None else -np.inf] if i0 == 0 else [],
+                             x[max(i0 - 1, 0):i1]])
+        xl = np.concatenate([x[i0:i1 + 1] - veh[K.LEN, i0:i1 + 1],
+                             [down[0][1] + down[1] - down[0][3] if down is not None else np.inf]
+                             if i1 == n else []])
+        lo, hi = np.maximum(xf, xr), np.minimum(xl, xe)
+        g = int(np.argmax(hi - lo))
+        length, s0, T = new[K.LEN, 0], new[K.S0, 0], new[K.T, 0]
+        x_at = min(max(0.5 * (lo[g] + length + hi[g]), xr), hi[g])
+        j = i0 + g                                         # the leader's index (n: ghost or none)
+        vl = veh[K.V, j] if j < n else (down[0][2] if down is not None else np.inf)
+        v_ins = min(v_cap, vl)
+        h = p.merge_headway
+        if xl[g] - x_at < s0 + h * v_ins * T:
+            return False
+        if np.isfinite(xf[g]):
+            if j > 0:
+                vf, tf, sf = veh[K.V, j - 1], veh[K.T, j - 1], veh[K.S0, j - 1]
+            else:
+                vf, tf, sf = up[0][5], up[0][6], up[0][7]
+            if x_at - length - xf[g] < sf + h * vf * tf:
+                return False
+        new[K.X, 0] = x_at
+        new[K.V, 0] = v_ins
+        new[K.ID, 0] = (k + 1) * _ID_STRIDE + self.src_count[k]
+        self.src_count[k] += 1
+        self.veh = np.concatenate([veh[:, :j], new, veh[:, j:]], axis=1)
         return True
 
     def _offramps(self):
@@ -603,6 +677,46 @@ class IDMSolver(AgentRoadSolver):
             g[:] = (1.0, leavers[K.X, 0], min(leavers[K.V, 0], v_down), leavers[K.LEN, 0])
 
     # ------------------------------------------------------------------ fields
+    def fields(self):
+        f = super().fields()
+        if "upstream_supply" in self.field_names(self.params)[0]:
+            f["upstream_supply"] = FieldSpec("float64", 1, "veh/s", f["upstream_flow"].points)
+        return f
+
+    def entry_supply(self) -> float:
+        """What the road entry can take [veh/s] (inflow: channel; the macro road upstream bounds
+        its boundary flux by it, so a queue reaching the entry spills back into the macro road).
+
+        The supply S(rho) = Q_e(max(rho, rho_c)) of the class-0 IDM equilibrium diagram at
+        the density rho of the first bin, less the vehicles already handed over that wait for
+        a gap beyond the one in progress: S - max(0, waiting - 1) / dt, at least 0.
+        """
+        if getattr(self, "_supply_fd", None) is None:
+            c = self.cls[0]
+            self._supply_fd = idm_diagram(c[1], c[2], c[3], self.params.delta, c[6])
+        rho = float(self.get("density")[0])
+        waiting = float(self.src_demand[0]) + len(self.mail.inbox)
+        return max(0.0, float(self._supply_fd.supply(rho)) - max(0.0, waiting - 1.0) / self.last_dt)
+
+    def get(self, name):
+        if name == "upstream_supply" and "upstream_supply" in self.field_names(self.params)[0]:
+            return np.array([self.entry_supply()]) if self.seg.first else np.zeros(0)
+        return super().get(name)
+
+    def results(self):
+        """Per-bin fields and counts (:meth:`AgentRoadSolver.results`) plus ``count_queued``
+        [veh], shape (n_local_bins,): demand accumulated at a source (the upstream end, an
+        on-ramp) and hand-over arrivals not yet on the road, in the source's bin.  With it,
+        initial + the integrated demands == out + removed + present + queued."""
+        out = super().results()
+        q = np.zeros(self.seg.n_local)
+        for k in np.flatnonzero(self.src_own):
+            q[self.src_bin[k]] += self.src_demand[k]
+        if self.seg.first:
+            q[0] += len(self.mail.inbox)
+        out["count_queued"] = q
+        return out
+
     def positions(self):
         return self.veh[K.X]
 

@@ -57,7 +57,7 @@ from msorch.solver import FieldInfo, FieldSpec, Solver, param
 from .answered_diagram import AnsweredDiagram, round_nodes
 from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram
 from .road import segment
-from .settings import RampParams, raise_if_invalid, ramp_problems
+from .settings import CorridorParams, RampParams, corridor_problems, demand_at, raise_if_invalid, ramp_problems
 
 __all__ = ["LWRParams", "LWRSolver"]
 
@@ -66,7 +66,7 @@ UNITS = {"density": "veh/m", "flow": "veh/s", "speed": "m/s", "supply": "veh/s",
 
 
 @dataclass(frozen=True)
-class LWRParams(RampParams):
+class LWRParams(RampParams, CorridorParams):
     road_length: float = param(1000.0, "road length", units="m")
     cells: int = param(100, "number of cells (>= ranks)")
     diagram: Literal["greenshields", "triangular", "idm", "tabulated", "hmm"] = param(
@@ -172,6 +172,7 @@ class LWRSolver(Solver):
             probs.append(("cells", "need road_length > 0 and cells >= 1", "fix them"))
             return probs
         probs += ramp_problems(p, p.road_length, max_fraction=0.999)   # beta = 1 would block the road
+        probs += corridor_problems(p)
         if p.diagram == "triangular" and not 0 < p.rho_crit < p.rho_jam:
             probs.append(("rho_crit", "need 0 < rho_crit < rho_jam", "fix it"))
         if p.diagram == "hmm":
@@ -243,10 +244,10 @@ class LWRSolver(Solver):
         self.last_dt = 1.0
 
     def fields(self):
-        seg = self.seg
-        up = np.zeros((1 if seg.first else 0, 1))
-        down = np.full((1 if seg.last else 0, 1), seg.length)
-        f = {q: FieldSpec("float64", 1, UNITS[q], seg.centers) for q in self.CELL_OUTPUTS}
+        seg, x0 = self.seg, self.params.road_start      # points are corridor positions
+        up = np.full((1 if seg.first else 0, 1), x0)
+        down = np.full((1 if seg.last else 0, 1), x0 + seg.length)
+        f = {q: FieldSpec("float64", 1, UNITS[q], seg.centers + x0) for q in self.CELL_OUTPUTS}
         outs, ins = self.field_names(self.params)
         for name in outs[len(self.CELL_OUTPUTS):] + ins:
             end, _, q = name.partition("_")
@@ -317,7 +318,7 @@ class LWRSolver(Solver):
         out = np.minimum(D[:-1], S[1:] / (1.0 - self.beta[:-1]))      # what leaves cell j
         F = out * (1.0 - self.beta[:-1])                               # what enters cell j+1
         if seg.first:
-            out[0] = F[0] = self._inflow(S[1], dt)
+            out[0] = F[0] = self._inflow(S[1], t, dt)
         if seg.last:
             out[-1] = F[-1] = self._outflow(D[-2])
         removed = out - F                                              # off-ramp exits at each interface
@@ -338,16 +339,17 @@ class LWRSolver(Solver):
         if seg.last:
             self.cum["out"][-1] += F[-1] * dt
 
-    def _inflow(self, supply0: float, dt: float) -> float:
+    def _inflow(self, supply0: float, t: float, dt: float) -> float:
         p, fd = self.params, self.fd
         mode = p.inflow
         if mode == "none":
             return 0.0
         if mode in ("density", "channel_density"):
             return float(min(fd.demand(self.inputs["upstream_density"]), supply0))
-        want = self.inputs["upstream_flow"] + self.up_queue / dt    # unserved vehicles wait in a point queue
+        q = demand_at(p, t, dt) if mode == "flow" else self.inputs["upstream_flow"]
+        want = q + self.up_queue / dt    # unserved vehicles wait in a point queue
         got = float(min(want, supply0))
-        self.up_queue += (self.inputs["upstream_flow"] - got) * dt
+        self.up_queue += (q - got) * dt
         return got
 
     def _outflow(self, demand_last: float) -> float:
@@ -415,14 +417,23 @@ class LWRSolver(Solver):
 
     # ------------------------------------------------------------------ counts
     def results(self):
-        """Per-cell fields and cumulative vehicle counts per cell [veh], shape (n_local,)."""
+        """Per-cell fields and cumulative vehicle counts per cell [veh], shape (n_local,); ``count_queued``
+        holds the vehicles waiting in the upstream and on-ramp point queues (in their cells)."""
         out = {q: self.get(q) for q in self.CELL_OUTPUTS}
         out.update({f"count_{k}": v.copy() for k, v in self.cum.items()})
         out["count_present"] = self.rho * self.dx
+        # vehicles waiting to enter: the upstream point queue and the on-ramps' queues, in their cells
+        queued = np.zeros(self.seg.n_local)
+        if self.seg.first:
+            queued[0] += self.up_queue
+        for k, c in enumerate(self.ramp_cell):
+            if 0 <= c < self.seg.n_local:
+                queued[c] += self.ramp_queue[k]
+        out["count_queued"] = queued
         return out
 
     def result_points(self):
-        return self.seg.centers
+        return self.seg.centers + self.params.road_start
 
     def counts(self) -> dict[str, float]:
         """Global cumulative vehicle counts [veh] (collective); initial + in + created = out + removed

@@ -224,7 +224,7 @@ class Channel:
             MPI.Request.Waitall(self._requests)
             self._requests = []
         if self._bound_sending:
-            MPI.Request.Waitall(self._bound_sends)
+            self._bound_wait()
             self._bound_sending = False
 
     # --- bound (persistent) transfers: the window loop's hot path -------------
@@ -247,6 +247,7 @@ class Channel:
                 self._bound_packs.append((idx, buffer))
             self._bound_sends.append(self.comm.Send_init(data, dest=dest, tag=self.tag))
         self._bound_block = block
+        self._bound_start, self._bound_wait = _start_wait(self._bound_sends)
 
     def send_bound(self) -> None:
         """Start sending the bound block (its contents now); returns at once.
@@ -257,7 +258,7 @@ class Channel:
             self.wait_sent()
         for idx, buffer in self._bound_packs:
             np.take(self._bound_block, idx, axis=1, out=buffer)
-        MPI.Prequest.Startall(self._bound_sends)
+        self._bound_start()
         self._bound_sending = True
 
     def bind_recv(self, dest: np.ndarray | None = None) -> np.ndarray:
@@ -279,20 +280,15 @@ class Channel:
             self._bound_recvs = [self.comm.Recv_init(flat[k * a * c:k * b * c], source=src, tag=self.tag)
                                  for src, a, b in self._recv_from]
         self._bound_direct, self._bound_dest = direct, dest
+        self._recv_start, self._recv_wait = _start_wait(self._bound_recvs)
         return dest
 
     def recv_bound(self) -> np.ndarray:
         """Receive one full block into the bound destination (blocking) and return it."""
-        reqs = self._bound_recvs
-        if len(reqs) == 1:
-            req = reqs[0]
-            req.Start()
-            req.Wait()
-            if self._bound_direct:
-                return self._bound_dest
-        else:
-            MPI.Prequest.Startall(reqs)
-            MPI.Request.Waitall(reqs)
+        self._recv_start()
+        self._recv_wait()
+        if self._bound_direct:
+            return self._bound_dest
         return self._finish(self.samples, self._bound_dest)
 
     def recv(self, k: int | None = None) -> np.ndarray:
@@ -333,6 +329,15 @@ class Channel:
         for s in range(k):
             out[s] = self._op(buf[s])
         return out
+
+
+def _start_wait(requests: list) -> tuple:
+    """(start, wait) callables for a fixed list of persistent requests; one request: its own methods."""
+    if len(requests) == 1:
+        return requests[0].Start, requests[0].Wait
+    if not requests:
+        return (lambda: None), (lambda: None)
+    return (lambda: MPI.Prequest.Startall(requests)), (lambda: MPI.Request.Waitall(requests))
 
 
 def _local_operator(local: sp.csr_matrix):

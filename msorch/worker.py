@@ -428,13 +428,12 @@ class Worker:
 
     def _window(self, w: int) -> tuple[int, list[float], int]:
         """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
-        t_w = self.job.time.start + w * self.job.time.window
+        if not self.implicit:
+            self._explicit_window(w)
+            return 1, [0.0] * self.n_measures, 1
+        t_w = self._t0 + w * self._width
         for window_start in self._window_hooks:
             window_start(w)
-        if not self.implicit:
-            self._run_stage(t_w)
-            self._close_window()
-            return 1, [0.0] * self.n_measures, 1
         self.phase = "state"
         snapshot = {k: np.array(v, copy=True) for k, v in self.solver.state().items()}
         self.clock.lap(COMPUTE)
@@ -458,36 +457,34 @@ class Worker:
         raise AssertionError("unreachable")
 
     def _run_stage(self, t_w: float) -> np.ndarray:
-        """One pass over the window: fresh inputs, sub-steps, send, loop-closing inputs.
+        """One pass over an implicit window: fresh inputs, sub-steps, send, loop-closing inputs.
 
         Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
         """
-        sums = self._sums if self.implicit else None
-        if sums is not None:
-            sums.fill(0.0)
-        clock = self.clock
-        clock.lap(EXCHANGE)
-        self.phase = "receive"
-        for inb in self.inbound:
-            if inb.fresh:
+        sums = self._sums
+        sums.fill(0.0)
+        clock, solver = self.clock, self.solver
+        if self._fresh:
+            clock.lap(EXCHANGE)
+            self.phase = "receive"
+            for inb in self._fresh:
                 self._receive(inb, sums)
-        clock.lap(WAIT)
-        dt = self.spec.dt
-        solver = self.solver
+            clock.lap(WAIT)
         for before_steps in self._step_hooks:
             before_steps()
         for ch in self._sends:
             ch.wait_sent()           # the previous sends' blocks are rewritten now
-        for s in range(self.spec.substeps):
+        dt = self.spec.dt
+        for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
             self.step += 1
             self.phase = "put"
-            for inb in self.inbound:
-                solver.put(inb.field, self._input_at(inb, s))
+            for field, exact, inb in puts:
+                solver.put(field, exact if exact is not None else self._input_at(inb, s))
             self.phase = "advance"
             solver.advance(t_w + s * dt, dt)
             self.phase = "get"
-            for out in self.outbound:
-                out.views[s][...] = solver.get(out.field)
+            for field, view in gets:
+                view[...] = solver.get(field)
         clock.lap(COMPUTE)
         self.phase = "send"
         for out in self.outbound:
@@ -497,25 +494,21 @@ class Worker:
                 ch.send_bound()
         clock.lap(EXCHANGE)
         self.phase = "receive"
-        for inb in self.inbound:
-            if not inb.fresh:
-                self._receive(inb, sums)
+        for inb in self._closing:
+            self._receive(inb, sums)
         clock.lap(WAIT)
         return sums
 
     def _receive(self, inb: Inbound, sums):
+        """An implicit iteration's data: fresh data is used at once, loop-closing data kept in ``inb.new``."""
         data = inb.channel.recv_bound()
-        if not self.implicit and not inb.fresh:
-            inb.used[:] = data[-1]   # held constant over the next window
-        elif inb.fresh:
-            if sums is not None and inb.index in self.measure_of:
-                self._measure(sums, inb, data)
+        if inb.index in self.measure_of:
+            self._measure(sums, inb, data)
+        if inb.fresh:
             inb.used[1:] = data
         else:
             # Loop-closing data of an implicit window: keep the solver's output
             # beside what was used; acceleration combines them.
-            if inb.index in self.measure_of:
-                self._measure(sums, inb, data)
             inb.new = data
 
     def _measure(self, sums, inb, data):
@@ -578,12 +571,11 @@ class Worker:
                 np.concatenate([inb.new.ravel() for inb in self.acc_inbound]))
 
     def _close_window(self):
-        """The window's last values start the next one; loop-closing data is held constant."""
-        for inb in self.inbound:
-            if inb.fresh:
-                inb.used[0] = inb.used[-1]
-            elif self.implicit:
-                inb.used[:] = inb.new[-1]
+        """The implicit window's last values start the next one; loop-closing data is held constant."""
+        for inb in self._fresh:
+            inb.first[...] = inb.last
+        for inb in self._closing:
+            inb.used[...] = inb.new[-1]
 
     def _check_finite(self, out: Outbound, k: int):
         block = out.samples[:k]

@@ -207,10 +207,20 @@ class EpiNetworkSolver(Solver):
         n = p.n_agents
         self.region_sizes = np.array([r.agents for r in p.regions] or [n], dtype=np.int64)
         self.region_names = [r.name for r in p.regions] or ["all"]
-        nreg = len(self.region_sizes)
         self.bounds = np.array([(n * k) // self.size for k in range(self.size + 1)], dtype=np.int64)
         self.lo, self.hi = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
-        graph = build_graph(p.network, list(self.region_sizes), p.seed if p.network_seed is None else p.network_seed)
+        net_seed = p.seed if p.network_seed is None else p.network_seed
+        key = (n, p.network, p.regions, net_seed, self.size)
+        if getattr(self, "_graph_key", None) != key:     # a reset (HMM query) with the same network keeps it
+            self._build_graph(net_seed)
+            self._graph_key = key
+        self._start(t0)
+
+    def _build_graph(self, net_seed: int) -> None:
+        """This rank's rows of the contact graph, the agents' regions, the regions' mean degrees."""
+        p, n = self.params, self.params.n_agents
+        nreg = len(self.region_sizes)
+        graph = build_graph(p.network, list(self.region_sizes), net_seed)
         self.layer_names, self.layer_kinds = graph.layer_names, graph.layer_kinds
         starts = np.concatenate([[0], np.cumsum(self.region_sizes)])
         deg_sum = np.add.reduceat(graph.degree, starts[:-1]) if n else np.zeros(nreg)
@@ -220,10 +230,15 @@ class EpiNetworkSolver(Solver):
         self.indices = graph.indices[a:b].copy()
         self.elayer = graph.layer[a:b].copy()
         del graph
-        n_loc = self.hi - self.lo
         self.region = (np.searchsorted(starts, np.arange(self.lo, self.hi), side="right") - 1).astype(np.int32)
         n_cross = int(np.count_nonzero((self.indices < self.lo) | (self.indices >= self.hi)))
         self.remote = np.empty(max(n_cross, 1), dtype=np.int64)
+
+    def _start(self, t0: float) -> None:
+        """Every agent susceptible, then the initial infections at ``t0``."""
+        p = self.params
+        nreg = len(self.region_sizes)
+        n_loc = self.hi - self.lo
         self.status = np.zeros(n_loc, dtype=np.int8)
         self.t_inf = np.full(n_loc, np.inf)
         self.t_rec = np.full(n_loc, np.inf)

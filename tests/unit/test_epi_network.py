@@ -1,6 +1,7 @@
 """``epi.network`` on one rank: graphs, the percolation final size, the contract fields, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -145,6 +146,28 @@ def test_visitors_and_closures():
         total += s.get("incidence")[0]
     expected = 10 * (1000 - 0) * (1 - math.exp(-0.5 * 4 * 5 / 1000))
     assert abs(total - expected) < 4 * math.sqrt(expected)
+
+
+def test_reset_keeps_the_network_and_equals_a_fresh_instance():
+    """reset (HMM farm queries) with new beta on the same network: the graph arrays are kept and
+    the run equals a freshly built instance with that beta, step by step."""
+    base = EpiNetworkParams(n_agents=3000, network=NetworkParams(kind="erdos-renyi", mean_degree=8.0), beta=0.2,
+                            gamma=0.5, seed=9, initial_infected=5)
+    s = EpiNetworkSolver(MPI.COMM_SELF, base)
+    s.initialize(0.0)
+    for k in range(5):
+        s.advance(float(k), 1.0)
+    indices = s.indices
+    other = dataclasses.replace(base, beta=0.4)
+    s.reset(other)
+    assert s.indices is indices
+    fresh = EpiNetworkSolver(MPI.COMM_SELF, other)
+    fresh.initialize(0.0)
+    for k in range(15):
+        s.advance(float(k), 1.0)
+        fresh.advance(float(k), 1.0)
+        assert all(np.array_equal(s.get(f), fresh.get(f)) for f in s.outputs)
+    assert s.get("R")[0] > 0
 
 
 def _spec(params: str) -> str:

@@ -146,6 +146,9 @@ class EpiNetworkSolver(Solver):
         probs = []
         if p.n_agents < 1:
             probs.append(("n_agents", f"must be >= 1, got {p.n_agents}", "e.g. n_agents: 10000"))
+        for key in ("seed", "network_seed"):
+            if (getattr(p, key) or 0) < 0:
+                probs.append((key, f"must be >= 0, got {getattr(p, key)}", "use a non-negative integer"))
         for key in ("beta", "gamma"):
             if not getattr(p, key) > 0:
                 probs.append((key, f"a rate must be > 0, got {getattr(p, key)}", f"give {key} in 1/day, e.g. 1.0"))

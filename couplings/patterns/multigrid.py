@@ -125,6 +125,7 @@ def check(p: MultigridSpec, ctx) -> list[tuple[str, str, str]]:
     if out:
         return out
     finest = solvers[p.levels[0]]
+    unnested = False
     for k, name in enumerate(p.levels):
         s = solvers[name]
         if s["params"] is None or finest["params"] is None:
@@ -133,7 +134,7 @@ def check(p: MultigridSpec, ctx) -> list[tuple[str, str, str]]:
             add(f"levels[{k}]", f"solvers.{name}.params.{key}: {what}", fix)
         if k > 0:
             prev = solvers[p.levels[k - 1]]
-            if prev["params"] is not None:
+            if prev["params"] is not None and not unnested:   # one problem per chain, at its first link
                 fine_box, box = Box(*prev["cls"].level_box(prev["params"])), Box(*s["cls"].level_box(s["params"]))
                 problem = nesting_problem(fine_box, box)
                 if problem:
@@ -141,6 +142,7 @@ def check(p: MultigridSpec, ctx) -> list[tuple[str, str, str]]:
                            if fine_box.nx % 2 == 0 and fine_box.ny % 2 == 0 else
                            f"give {p.levels[k - 1]!r} even nx and ny, twice those of {name!r}")
                     add(f"levels[{k}]", f"solver {name!r}: {problem}", fix)
+                    unnested = True
             if s["ranks"] is not None and s["params"] is not None:
                 nodes = Box(*s["cls"].level_box(s["params"])).n_nodes
                 if s["ranks"] > nodes:

@@ -82,7 +82,7 @@ class PatternKind:
 
 # Modules of this package that define ``PATTERN_KINDS: dict[str, PatternKind]``
 # (spec-side only: no MPI at import).  Adding a kind = adding its module here.
-_KIND_MODULES = ("hmm_spec", "projective", "domain_decomposition", "multigrid", "road_zones")
+_KIND_MODULES = ("hmm_spec", "projective", "domain_decomposition", "multigrid", "ldc", "road_zones")
 
 
 def _kinds() -> dict[str, PatternKind]:

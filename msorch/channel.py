@@ -299,7 +299,10 @@ class Channel:
         k = self.samples if k is None else k
         buf = self._recv_buffer
         if len(self._recv_from) == 1:
-            self.comm.Recv(buf[:k], source=self._recv_from[0][0], tag=self.tag)
+            head = buf[:k]
+            self.comm.Recv(head, source=self._recv_from[0][0], tag=self.tag)
+            if self._op is None:
+                return head
         else:
             flat = buf.reshape(-1)
             c = self.components

@@ -93,6 +93,10 @@ class IDMParams(RampParams, CorridorParams):
     inflow_density: float = param(0.02, "inflow density for inflow: density", units="veh/m")
     inflow_speed: Optional[float] = param(None, "insertion speed cap (None: v0, or v_e of the density)",
                                           units="m/s")
+    inflow_speed_rule: Literal["density", "flow"] = param(
+        "density", "inflow: channel without inflow_speed: insert at v_e of the upstream_density input, or "
+        "(flow) at the speed of the free-flow equilibrium state carrying the upstream_flow input (the "
+        "state a macro road's boundary flux sends into an uncongested entry)")
     outflow: Literal["free", "density", "channel"] = param(
         "free", "downstream boundary (open road): free, or traffic of a fixed density / the "
                 "downstream_density input beyond the end")
@@ -506,6 +510,15 @@ class IDMSolver(AgentRoadSolver):
         p = self.params
         if p.inflow_speed is not None:
             return p.inflow_speed
+        if p.inflow == "channel" and p.inflow_speed_rule == "flow":
+            # the state a Godunov boundary flux q sends into a free road: the free-branch state
+            # carrying q (capacity's speed for q >= capacity); a congested entry caps the speed
+            # at the leader's anyway
+            fd = self._entry_diagram()
+            k = int(np.argmax(fd.q))
+            q = min(max(self.up_flow_in, 0.0), float(fd.q[k]))
+            rho = float(np.interp(q, fd.q[:k + 1], fd.rho[:k + 1]))
+            return q / rho if rho > 0 else float(self.cls[0, 1])
         rho = self.up_density_in if p.inflow == "channel" else (p.inflow_density if p.inflow == "density" else 0)
         if rho > 0:
             s, v = self.tables[0]
@@ -691,12 +704,16 @@ class IDMSolver(AgentRoadSolver):
         the density rho of the first bin, less the vehicles already handed over that wait for
         a gap beyond the one in progress: S - max(0, waiting - 1) / dt, at least 0.
         """
+        rho = float(self.get("density")[0])
+        waiting = float(self.src_demand[0]) + len(self.mail.inbox)
+        return max(0.0, float(self._entry_diagram().supply(rho)) - max(0.0, waiting - 1.0) / self.last_dt)
+
+    def _entry_diagram(self):
+        """The class-0 IDM equilibrium diagram (:func:`fundamental.idm_diagram`), built on first use."""
         if getattr(self, "_supply_fd", None) is None:
             c = self.cls[0]
             self._supply_fd = idm_diagram(c[1], c[2], c[3], self.params.delta, c[6])
-        rho = float(self.get("density")[0])
-        waiting = float(self.src_demand[0]) + len(self.mail.inbox)
-        return max(0.0, float(self._supply_fd.supply(rho)) - max(0.0, waiting - 1.0) / self.last_dt)
+        return self._supply_fd
 
     def get(self, name):
         if name == "upstream_supply" and "upstream_supply" in self.field_names(self.params)[0]:

@@ -34,7 +34,7 @@ def test_demo_with_a_million_agents(msorch, tmp_path):
     print(f"epi_demo x20: {agents.sum():.0f} agents, wall {wall:.1f} s; attack rates metros "
           f"{np.round(attack_agents, 3)}, regions {np.round(attack_meta, 3)}")
     assert agents.sum() >= 1_000_000
-    for k in (0, 1):          # the last step's export reaches epi.meta after the last output
-        assert out[int(np.flatnonzero(points == k)[0])] == exported[:-1, k].sum() > 0
+    for k in (0, 1):          # serial staggering: each step's export reaches epi.meta within its window
+        assert out[int(np.flatnonzero(points == k)[0])] == exported[:, k].sum() > 0
     assert np.all(attack_meta > 0.05) and np.all(attack_meta < final_size(2.25))
     assert np.all(attack_agents > 0.05)

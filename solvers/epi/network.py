@@ -55,6 +55,7 @@ So every susceptible agent of region r is infected during the step with probabil
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -257,6 +258,8 @@ class EpiNetworkSolver(Solver):
         self.contact_factor = np.ones(nreg)
         self._inputs_put = False
         self.step_index = 0
+        #: wall seconds of this rank in advance(): [compute, collectives (exchange + reduce)]; not state
+        self.seconds = np.zeros(2)
         self.fit = np.zeros((nreg, 5))        # per region: n, sum t, sum t^2, sum y, sum t*y
         self.t0 = float(t0)
         self.iso = np.array([1.0 if kind == "households" else p.testing.isolation_factor
@@ -314,6 +317,7 @@ class EpiNetworkSolver(Solver):
         if not dt > 0:
             raise ValueError(f"epi.network: the step must be > 0 days, got dt = {dt}")
         self._sync_inputs()
+        c0 = time.perf_counter()
         t1 = t + dt
         base = p.beta * self.weights * self._layer_factors(t)
         cf = np.maximum(self.contact_factor, 0.0)
@@ -331,8 +335,10 @@ class EpiNetworkSolver(Solver):
             float(t), float(dt), self.step_index, p.seed, self.active, self.n_active, self.status, self.t_inf,
             self.t_rec, self.t_det, self.region, self.indptr, self.indices, self.elayer, rate, self.iso,
             self.lo, self.hi, p.travel_fraction, self.new_local, n_new, self.remote, self.exported)
+        c1 = time.perf_counter()
         if self.size > 1:
             n_new = self._exchange(n_remote, n_new)
+        c2 = time.perf_counter()
         self.n_active = K.settle_step(float(t1), self.active, self.n_active, self.status, self.t_inf,
                                       self.t_rec, self.region, self.counts)
         self.n_active = K.infect(self.new_local[:n_new], float(t1), p.seed, self.lo, p.sigma or 0.0, p.gamma,
@@ -340,8 +346,11 @@ class EpiNetworkSolver(Solver):
                                  self.status, self.t_inf, self.t_rec, self.t_det, self.region, self.counts,
                                  self.incidence, self.active, self.n_active)
         self.step_index += 1
+        c3 = time.perf_counter()
         self._reduce()
         self._fit_growth(t + 0.5 * dt, dt)
+        self.seconds[0] += (c1 - c0) + (c3 - c2)
+        self.seconds[1] += (time.perf_counter() - c3) + (c2 - c1)
 
     def _exchange(self, n_remote: int, n_new: int) -> int:
         """Send infected remote agents to their owners (Alltoallv of int64 ids); mark the received."""

@@ -150,8 +150,14 @@ class Domain:
                 continue
             c = int(self.coords[d])
             target = self.owner_coord(x, d)
-            down = target == (c - 1) % p
-            up = (target == (c + 1) % p) & ~down
+            if self.periodic[d]:
+                down = target == (c - 1) % p
+                up = (target == (c + 1) % p) & ~down
+            else:
+                # no wrap-around: with 2 ranks (c - 1) % 2 == (c + 1) % 2, and the modulo would send
+                # rank 0's leavers "down" to MPI.PROC_NULL, losing them
+                down = target == c - 1
+                up = target == c + 1
             stay = target == c
             if not np.all(stay | down | up):
                 raise RuntimeError(f"a particle moved more than one sub-domain along axis {d} "

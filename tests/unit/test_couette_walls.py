@@ -136,3 +136,41 @@ def test_wall_friction_layer_is_an_exact_ou_step_towards_the_wall():
     assert abs(v[:n, 0].mean() - (0.5 * 2.0 + 0.5 * U)) < 5 * np.sqrt(0.75 * T / n)
     assert abs(v[:n, 2].var() - 0.75 * T) < 5 * 0.75 * T * np.sqrt(2 / n)
     assert np.all(v[n:, 0] == 2.0) and np.all(v[n:, 1:] == 0.0)
+
+
+RANKS_SCRIPT = '''
+import sys
+import numpy as np
+from mpi4py import MPI
+from solvers.md.lj import LJParams, LJSolver
+p = LJParams(dim=3, box=(5.0, 20.0, 5.0), density=0.813, temperature=1.1, rc=2.2, seed=3,
+             periodic=(True, False, True), profile_axis=1, n_bins=8, wall_lo="thermal", wall_velocity_lo=(0.5, 0, 0),
+             wall_layer=1.0, equilibrate=0.25, average_steps=50, ensemble="langevin", thermostat_band=(15.0, 20.0))
+s = LJSolver(MPI.COMM_WORLD, p)
+s.initialize(0.0)
+for k in range(100):
+    s.advance(0.0, 0.005)
+st = s.state()
+ids = np.concatenate(MPI.COMM_WORLD.allgather(st["ids"]))
+v = np.concatenate(MPI.COMM_WORLD.allgather(st["v"]))
+mean = s.get("velocity_profile_mean")
+if MPI.COMM_WORLD.rank == 0:
+    np.savez(sys.argv[1], v=v[np.argsort(ids)], ids=np.sort(ids), mean=mean)
+s.finalize()
+'''
+
+
+def test_walled_axis_split_over_two_ranks_keeps_every_particle(tmp_path, mpirun):
+    """The Couette MD box (walls along y) on 1 and on 2 real MPI ranks split along y: the
+    2-rank run keeps all 406 particles (the migration used to send rank 0's leavers to
+    MPI.PROC_NULL when a walled axis had 2 ranks) and equals the 1-rank run to round-off
+    (equilibration broadcast, thermal wall, friction layer, Langevin band, running mean)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    for n in (1, 2):
+        proc = mpirun(n, [str(script), str(tmp_path / f"r{n}.npz")], timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = np.load(tmp_path / "r1.npz"), np.load(tmp_path / "r2.npz")
+    assert np.array_equal(b["ids"], np.arange(406)) and np.array_equal(a["ids"], b["ids"])
+    assert np.max(np.abs(a["v"] - b["v"])) < 1e-9
+    assert np.max(np.abs(a["mean"] - b["mean"])) < 1e-9

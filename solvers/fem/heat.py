@@ -21,6 +21,10 @@ Boundary conditions, one per side:
     ``heat_flux`` and added to the right-hand side at the side's nodes.
 ``insulated``
     Zero flux (nothing to do in the weak form).
+``patch``
+    A local defect correction patch (setting ``coarse``): Dirichlet with the coarse
+    level's solution prolonged to the side (:mod:`solvers.fem.defect`); the coarse
+    level itself has ``defect_correction: true``.
 
 Conductivity: the scalar ``conductivity``, or a tensor per triangle, either
 from the input field ``conductivity`` (``conductivity_field: true``; 4

@@ -16,12 +16,12 @@ patterns:
 ```
 
 The physics is in :mod:`solvers.fem.defect`, the grid transfers in
-:mod:`couplings.patch_transfer`.  Per LDC iteration the patch's rank 0 sends
-one row (window, iteration, relative L2 change of the coarse solution since the
-previous iteration, its max-norm change [K]) to the coordinator, which writes
-them to ``results.h5`` under ``/ldc/<patch>/`` and prints the histories at the
-end.  The change of the composite solution in the patch (w) is the scheme's
-convergence measure, in the progress line and in ``/<solver>/residuals``.
+:mod:`couplings.patch_transfer`.  After every fine solve the patch's rank 0
+sends one row (window, iteration, relative L2 change of the coarse solution
+since the previous solve, its max-norm change [K], relative L2 change of w) to
+the coordinator, which writes them to ``results.h5`` under ``/ldc/<patch>/``
+and prints the first and last window's histories at the end.  The change of w
+is also the scheme's convergence measure (progress line, ``/coupling/residuals``).
 """
 from __future__ import annotations
 
@@ -122,35 +122,40 @@ def describe(p: LdcSpec) -> str:
 
 # --- runtime: per-iteration history on the patch's rank 0 -------------------------------------
 class HistoryHook:
-    """On the patch's ranks: before every LDC iteration, how much the coarse solution changed."""
+    """On the patch's ranks: after every fine solve, how much the coarse solution and w changed."""
 
     def __init__(self, ctx, index: int, p: LdcSpec):
         self.ctx, self.index, self.p = ctx, index, p
-        self.window, self.iteration, self.previous = -1, 0, None
+        self.window, self.iteration = -1, 0
+        self.previous = None            # (coarse, w) of the previous solve, rank 0
 
     def setup(self, worker) -> None:
-        self.worker = worker
-        self.inbound = next(inb for inb in worker.inbound if inb.field == "coarse_temperature")
-        self.root = worker.group.Get_rank() == 0
+        patch = getattr(worker.solver, "patch", None)
+        if worker.group.Get_rank() == 0 and patch is not None:
+            patch.on_solve = self.record
 
     def window_start(self, w: int) -> None:
         self.window, self.iteration = w, 0
 
     def before_steps(self) -> None:
         self.iteration += 1
-        if not self.root:
-            return
+
+    @staticmethod
+    def _change(now: np.ndarray, before: np.ndarray) -> tuple[float, float]:
+        diff = now - before
+        norm = float(np.linalg.norm(now))
+        rel = float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff))
+        return rel, float(np.abs(diff).max()) if diff.size else 0.0
+
+    def record(self, coarse: np.ndarray, w: np.ndarray) -> None:
         from msorch.messages import TAG_PATTERN0
-        now = np.array(self.inbound.used[-1], dtype=np.float64).ravel()
         if self.previous is None:
-            change = change_max = np.nan      # nothing to compare with yet
+            change = change_max = w_change = np.nan      # nothing to compare with yet
         else:
-            diff = now - self.previous
-            norm = float(np.linalg.norm(now))
-            change = float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff))
-            change_max = float(np.abs(diff).max()) if diff.size else 0.0
-        self.previous = now
-        row = np.array([self.window, self.iteration, change, change_max], dtype=np.float64)
+            change, change_max = self._change(coarse, self.previous[0])
+            w_change = self._change(w, self.previous[1])[0]
+        self.previous = (coarse.copy(), w.copy())
+        row = np.array([self.window, self.iteration, change, change_max, w_change], dtype=np.float64)
         self.ctx.world.Send(row, dest=0, tag=TAG_PATTERN0 + self.index)
 
 
@@ -162,7 +167,7 @@ def roles(ctx, name: str, index: int, p: LdcSpec):
 
 
 # --- statistics (couplings.patterns stats protocol): /ldc/<patch>/ in results.h5 ---------------
-COLUMNS = ("window", "iteration", "coarse_change", "coarse_change_max")
+COLUMNS = ("window", "iteration", "coarse_change", "coarse_change_max", "patch_change")
 
 
 def columns(p, job) -> tuple[str, ...]:
@@ -174,11 +179,13 @@ def group(p) -> str:
 
 
 def datasets(rows: np.ndarray, p, job) -> dict[str, np.ndarray]:
-    """Per LDC iteration: window, iteration (1-based), coarse_change (relative L2, NaN for the
-    very first), coarse_change_max [K]; shapes (n_iterations,)."""
+    """Per fine solve (= LDC iteration when dt = window): window, iteration (1-based), the changes
+    since the previous solve of the coarse solution (coarse_change, relative L2; coarse_change_max
+    [K]) and of w, the composite solution at the patch's coarse nodes (patch_change, relative L2);
+    NaN for the very first; shapes (n_iterations,)."""
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
     return {"window": rows[:, 0].astype(np.int64), "iteration": rows[:, 1].astype(np.int64),
-            "coarse_change": rows[:, 2], "coarse_change_max": rows[:, 3]}
+            "coarse_change": rows[:, 2], "coarse_change_max": rows[:, 3], "patch_change": rows[:, 4]}
 
 
 def summary(rows: np.ndarray, p, job) -> list[str]:
@@ -189,8 +196,9 @@ def summary(rows: np.ndarray, p, job) -> list[str]:
     lines = [f"ldc {p.patch}: {len(d['window'])} iterations in {len(windows)} windows"]
     for w in dict.fromkeys([windows[0], windows[-1]]):
         sel = d["window"] == w
-        hist = " ".join("-" if not np.isfinite(v) else f"{v:.1e}" for v in d["coarse_change"][sel])
-        lines.append(f"ldc {p.patch}: window {w + 1}: coarse solution change per iteration {hist}")
+        for key, what in (("coarse_change", "coarse solution"), ("patch_change", "patch solution w")):
+            hist = " ".join("-" if not np.isfinite(v) else f"{v:.1e}" for v in d[key][sel])
+            lines.append(f"ldc {p.patch}: window {w + 1}: {what} change per iteration {hist}")
     return lines
 
 

@@ -192,6 +192,9 @@ class PatchLevel:
         self.w = np.zeros(n_c if self.root else 0)                # injected fine solution (rank 0)
         self.inside = np.zeros(n_c if self.root else 0)           # no correction before the first solve
         self.steps = 0
+        # Called on rank 0 after every fine solve with (coarse solution, w), both (n_coarse,) [K]:
+        # the ldc pattern records the iteration history through it (couplings/patterns/ldc.py).
+        self.on_solve = None
 
     # --- fields ---------------------------------------------------------------
     def fields(self) -> dict[str, FieldSpec]:
@@ -232,6 +235,8 @@ class PatchLevel:
         if self.root:
             self.w = recv
             self.inside = pt.inside_mask(self.coarse, self.where)
+            if self.on_solve is not None:
+                self.on_solve(self.coarse_full, self.w)
         self.coarse_last = self.coarse_full.copy()
 
     def _move(self, t: float) -> None:

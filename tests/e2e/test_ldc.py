@@ -63,9 +63,13 @@ def test_ldc_peak_reaches_the_fine_discretization_error(msorch, tmp_path):
     spec = yaml.safe_load((ROOT / "jobs" / "ldc_peak.yaml").read_text())
     with h5py.File(tmp_path / "results.h5") as f:
         its, conv = int(f["coupling/iterations"][0]), int(f["coupling/converged"][0])
-        history = f["ldc/patch/coarse_change"][:]
+        history, w_change = f["ldc/patch/coarse_change"][:], f["ldc/patch/patch_change"][:]
+        residual = f["coupling/residuals"][0, 0]
     assert conv == 1 and its <= 5, its
     assert len(history) == its and np.all(np.diff(history[1:]) < 0)      # changes shrink every iteration
+    assert np.all(np.diff(w_change[1:]) < 0)
+    # The history's last change of w is the scheme's convergence measure, computed apart by the runtime.
+    assert np.isclose(w_change[-1], residual, rtol=1e-6), (w_change, residual)
     (_, _, err), = _patch_errors(tmp_path, spec)
     assert np.abs(err).max() <= 1.05 * 1.190e-3, np.abs(err).max()
     with h5py.File(tmp_path / "coarse.h5") as f:

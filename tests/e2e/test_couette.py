@@ -120,7 +120,8 @@ T_END, WINDOW, COMPARE = 50.0, 1.0, (10.0, 25.0, 50.0)
 def viscosity(tmp_path_factory):
     """eta by steady Couette NEMD (jobs/couette_viscosity.yaml, 4 replicas): walls 20 sigma apart at
     +-0.5 sigma/tau, 40 tau of start-up (2.5 times the slowest mode's decay time H^2/(pi^2 nu) = 16 tau;
-    that mode is symmetric about the centre and does not bias the fitted slope), then 120 tau: eta = -<sigma_xy> / (du/dy), sigma_xy the box's kinetic + virial shear stress averaged
+    that mode is symmetric about the centre and does not bias the fitted slope), then 120 tau:
+    eta = <sigma_xy> / (du/dy), sigma_xy the box's Cauchy (kinetic + virial) shear stress averaged
     every step (stress_mean), du/dy the least-squares slope of the window-averaged bin velocities of the
     six bins away from the walls.  Error: standard error over the replicas."""
     base = tmp_path_factory.mktemp("viscosity")

@@ -95,12 +95,12 @@ def test_mobility_spreads_and_conserves_travellers():
     visitors only, interventions lower the final size (factor 0.5 from day 0 -> R0 = 1.25)."""
     regions = (RegionParams(name="a", population=1e5, initial_infected=5.0), RegionParams(name="b", population=5e4))
     base = dict(regions=regions, beta=0.4, gamma=0.2, sigma=0.25, mobility=((0, 0.1), (0, 0)))
-    s, _ = run(EpiMetaParams(**base), 400.0)
+    s, _ = run(EpiMetaParams(**base), 400.0, dt=2.0)
     tot = s.totals()
     assert tot["travel_out"] > 0 and abs(tot["travel_out"] - tot["travel_in"]) < 1e-9 * tot["travel_out"]
     assert np.allclose(s.y.sum(axis=1), [1e5, 5e4], rtol=1e-12)
     assert s.get("R")[1] / 5e4 > 0.5
-    half, _ = run(EpiMetaParams(**base, interventions=(InterventionParams(time=0.0, factor=0.5),)), 400.0)
+    half, _ = run(EpiMetaParams(**base, interventions=(InterventionParams(time=0.0, factor=0.5),)), 400.0, dt=2.0)
     assert half.get("R")[0] / 1e5 < 0.5 * s.get("R")[0] / 1e5
 
 

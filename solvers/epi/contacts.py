@@ -4,7 +4,7 @@ A network is an undirected simple graph per layer over agents ``0 .. n-1``,
 returned as a :class:`Graph` in CSR form (both directions of every edge stored).
 Generators draw from ``numpy.random.Generator(PCG64(SeedSequence([seed, tag])))``,
 so the same settings give the same graph on every rank (each rank builds the
-whole graph and keeps its rows; a graph of 10^5 agents and degree 10 takes ~0.1 s).
+whole graph and keeps its rows; 10^5 agents of degree 10 take about a second).
 
 Generators (``network.kind``):
 

@@ -35,12 +35,13 @@ class NullSolver(Solver):
         self.points[:, 0] = np.arange(lo, hi, dtype=float)
         self.value_in = np.zeros(hi - lo)
         self.value_out = np.zeros(hi - lo)
+        self._offset = np.array(self.params.offset)   # 0-d array: np.add converts no Python float per step
 
     def fields(self):
         return {name: FieldSpec("float64", 1, "1", self.points) for name in ("in", "out")}
 
     def advance(self, t, dt):
-        np.add(self.value_in, self.params.offset, out=self.value_out)
+        np.add(self.value_in, self._offset, out=self.value_out)
 
     def get(self, name):
         return self.value_out

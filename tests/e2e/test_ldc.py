@@ -2,7 +2,7 @@
 
 Reference: the manufactured solution u = 1 + x² + 3y² + exp(−|x − c(t)|²/(2·0.02²)) of
 solvers/fem/manufactured.py (its source is checked against finite differences in
-tests/unit/test_ldc.py), and — in the verify tests — a uniform fine solve of the same problem
+tests/unit/test_ldc_parts.py), and — in the verify tests — a uniform fine solve of the same problem
 by fem.heat, whose error is the discretization error the LDC composite should reach.
 """
 from __future__ import annotations

@@ -63,6 +63,7 @@ def compute_seconds(out) -> float:
         return sum(float(f["timing"][name][:, :, 0].sum()) for name in f["timing"] if name.endswith(".phases"))
 
 
+@pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)
 def test_hybrid_conserves_travellers_exactly(msorch, tmp_path):
     """jobs/epi_hybrid.yaml: every infectious traveller epi.network exported from t9 (whole persons,
     one sample per step) was routed by epi.meta (its travel_out for t9), the travellers leaving all

@@ -1,5 +1,6 @@
 """jobs/multigrid_poisson.yaml through ``msorch run``: V(1,1) cycles whose three levels are separate
 ``fem.heat`` groups (2 -> 1 -> 1 ranks), checked against an independent direct solve."""
+import pytest
 import h5py
 import numpy as np
 import scipy.sparse as sp
@@ -54,6 +55,7 @@ def test_v_cycles_across_groups_match_a_direct_solve(msorch, tmp_path):
     assert mean <= 0.15 and np.nanmax(factor) <= 0.2 and n <= 20
 
 
+@pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)
 def test_transient_w_cycles_exact_solution_and_bitwise_restart(msorch, tmp_path):
     """jobs/multigrid_heat.yaml: implicit Euler, one W(1,1) multigrid solve per step (2 per window).
     Reference: the manufactured u = 1 + x^2 + 3 y^2 + 1.2 t, which P1 on this mesh and implicit Euler

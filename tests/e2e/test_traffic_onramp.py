@@ -144,6 +144,7 @@ def measures(t, x, rho_h, v_h, c_h, rho_m, v_m, c_m):
     }
 
 
+@pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)
 def test_traffic_onramp_jobs_conserve_vehicles_and_queue_at_the_merge(msorch, tmp_path):
     """jobs/traffic_onramp.yaml and jobs/traffic_onramp_micro.yaml as shipped.
 

@@ -9,6 +9,7 @@ continued: it must end where the uninterrupted runs end.
 """
 from __future__ import annotations
 
+import pytest
 import sys
 
 import numpy as np
@@ -89,6 +90,7 @@ def main(path):
                  **{f"trec{k}": v[2] for k, v in agents.items()}, **{f"restored{k}": v for k, v in restored.items()})
 
 
+@pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)
 def test_one_two_four_ranks_identical(mpirun, tmp_path):
     """Reference: the 1-rank run. 2 and 4 ranks (each splitting the agents into contiguous
     blocks, infections of remote agents sent by Alltoallv) must give bitwise-equal per-step

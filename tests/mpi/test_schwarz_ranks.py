@@ -10,6 +10,7 @@ relative Schwarz tolerance).
 """
 from __future__ import annotations
 
+import pytest
 import h5py
 import numpy as np
 import yaml
@@ -36,6 +37,7 @@ def run(msorch, tmp_path, left_ranks, right_ranks):
     return tmp_path / name / "results.h5"
 
 
+@pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)
 def test_one_plus_one_and_two_plus_three_ranks_agree(msorch, tmp_path):
     runs = {}
     for ranks in ((1, 1), (2, 3)):

@@ -12,8 +12,6 @@
 #   verify  long verification runs (@mark.verify: convergence studies, large
 #           ensembles, published-table comparisons that take minutes), with a
 #           printed time budget; `make verify` and CI run it after `make test`
-#   long    @mark.long: verification runs beyond the verify budget (the 2 h on-ramp
-#           comparison); by hand only
 #
 # Every stage runs even if an earlier one failed; the exit code is non-zero if
 # any failed.  Each stage has a time limit so a hung MPI job cannot eat CI's budget.
@@ -82,19 +80,15 @@ stage_slurm() {
 VERIFY_BUDGET=${MSORCH_VERIFY_BUDGET:-3600}   # seconds; the stage fails when it is exceeded
 stage_verify() {
     echo "=== test.sh: verify: budget ${VERIFY_BUDGET} s"
-    run_stage verify "$VERIFY_BUDGET" "${PYTEST[@]}" tests -m "verify and not slurm and not long" -q --durations=15
-}
-
-stage_long() {   # by hand only (not in CI): runs that exceed the verify budget
-    run_stage long 7200 "${PYTEST[@]}" tests -m "long and not slurm" -q -s --durations=15
+    run_stage verify "$VERIFY_BUDGET" "${PYTEST[@]}" tests -m "verify and not slurm" -q --durations=15
 }
 
 stages=("$@")
 ((${#stages[@]})) || stages=(serial mpi slurm)
 for stage in "${stages[@]}"; do
     case $stage in
-        serial|mpi|slurm|verify|long) "stage_$stage" ;;
-        *) echo "test.sh: unknown stage '$stage' (serial, mpi, slurm, verify, long)" >&2; exit 2 ;;
+        serial|mpi|slurm|verify) "stage_$stage" ;;
+        *) echo "test.sh: unknown stage '$stage' (serial, mpi, slurm, verify)" >&2; exit 2 ;;
     esac
 done
 

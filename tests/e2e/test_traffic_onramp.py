@@ -184,7 +184,6 @@ def _long_copy(job, tmp_path, end=7200.0):
 
 
 @pytest.mark.verify
-@pytest.mark.long   # two 2 h corridor runs: beyond the verify budget, by hand (scripts/test.sh long)
 def test_onramp_hybrid_vs_full_micro_2h(msorch, tmp_path):
     """The full 2 h on-ramp scenario (Treiber & Kesting; shared/references.md): LWR | IDM agents on
     13-16.5 km | LWR against IDM agents on all 20 km (the peer run), Must-show measures printed.

@@ -311,27 +311,14 @@ class Worker:
             return True
         return False
 
-    def _explicit_window(self, w: int) -> None:
-        """One explicit window: fresh inputs, sub-steps, send, loop-closing inputs.
-
-        The explicit case of :meth:`_window` + :meth:`_run_stage`, with what
-        does not change between windows bound once by :meth:`_bind`: received
-        data lands in ``Inbound.used[1:]`` directly.
-        """
-        clock, solver = self.clock, self.solver
-        if self._window_hooks or self._fresh:
-            for window_start in self._window_hooks:
-                window_start(w)
-            clock.lap(EXCHANGE)
-            self.phase = "receive"
-            for inb in self._fresh:
-                inb.channel.recv_bound()
-            clock.lap(WAIT)
+    def _steps_and_send(self, solver, clock, t_w: float) -> None:
+        """The window's sub-steps from ``t_w`` (s) and the sends of their samples (explicit and
+        implicit windows alike)."""
         for before_steps in self._step_hooks:
             before_steps()
         for ch in self._sends:
             ch.wait_sent()           # the previous window's sends: their blocks are rewritten now
-        t_w, dt = self._t0 + w * self._width, self.spec.dt
+        dt = self.spec.dt
         for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
             self.step += 1
             self.phase = "put"
@@ -351,6 +338,24 @@ class Worker:
                 ch.send_bound()
         clock.lap(EXCHANGE)
         self.phase = "receive"
+
+    def _explicit_window(self, w: int) -> None:
+        """One explicit window: fresh inputs, sub-steps, send, loop-closing inputs.
+
+        The explicit case of :meth:`_window` + :meth:`_run_stage`, with what
+        does not change between windows bound once by :meth:`_bind`: received
+        data lands in ``Inbound.used[1:]`` directly.
+        """
+        clock, solver = self.clock, self.solver
+        if self._window_hooks or self._fresh:
+            for window_start in self._window_hooks:
+                window_start(w)
+            clock.lap(EXCHANGE)
+            self.phase = "receive"
+            for inb in self._fresh:
+                inb.channel.recv_bound()
+            clock.lap(WAIT)
+        self._steps_and_send(solver, clock, self._t0 + w * self._width)
         for inb in self._closing:
             inb.channel.recv_bound()       # lands in used[1:]; held constant over the next window
             inb.head[...] = inb.last
@@ -473,30 +478,7 @@ class Worker:
             for inb in self._fresh:
                 self._receive(inb, sums)
             clock.lap(WAIT)
-        for before_steps in self._step_hooks:
-            before_steps()
-        for ch in self._sends:
-            ch.wait_sent()           # the previous sends' blocks are rewritten now
-        dt = self.spec.dt
-        for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
-            self.step += 1
-            self.phase = "put"
-            for field, exact, inb in puts:
-                solver.put(field, exact if exact is not None else self._input_at(inb, s))
-            self.phase = "advance"
-            solver.advance(t_w + s * dt, dt)
-            self.phase = "get"
-            for field, view in gets:
-                view[...] = solver.get(field)
-        clock.lap(COMPUTE)
-        self.phase = "send"
-        for out in self.outbound:
-            if out.finite is not None and not out.finite():
-                self._check_finite(out, len(out.samples))
-            for ch in out.channels:
-                ch.send_bound()
-        clock.lap(EXCHANGE)
-        self.phase = "receive"
+        self._steps_and_send(solver, clock, t_w)
         for inb in self._closing:
             self._receive(inb, sums)
         clock.lap(WAIT)

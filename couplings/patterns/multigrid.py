@@ -23,7 +23,8 @@ Spec (validated before launch by :func:`check`)::
         cycle: V                        # V | W | F
         nu1: 1                          # pre-smoothing steps
         nu2: 1                          # post-smoothing steps
-        smoother: {}                    # PETSc options of every level's smoother (richardson + sor)
+        smoother: {}                    # {type: multicolor, omega: 1} (default) or {type: petsc, <options>}
+        transfer: bilinear              # bilinear | p1 (prolongation P, restriction P^T)
         coarse: {}                      # PETSc options of the coarsest solve (default: LU)
         outer: richardson               # richardson: plain cycles; cg: cycles precondition CG
         tolerance: 1.0e-10              # ||b - A x|| <= tolerance ||b|| ends a solve
@@ -59,9 +60,15 @@ class MultigridSpec:
                          choices=CYCLES)
     nu1: int = setting(1, "smoothing steps before the coarse-grid correction", ge=0)
     nu2: int = setting(1, "smoothing steps after the coarse-grid correction", ge=0)
-    smoother: dict[str, str] = dataclasses.field(default_factory=dict, metadata={
-        "doc": "PETSc options of every level's smoothing KSP, on top of {ksp_type: richardson, pc_type: sor} "
-               "(one step = one local symmetric Gauss-Seidel sweep)", "units": ""})
+    smoother: dict[str, str | float] = dataclasses.field(default_factory=dict, metadata={
+        "doc": "every level's smoother. type: multicolor (default; one step = one red-black Gauss-Seidel sweep "
+               "on the global grid colouring, the same on any rank count; omega: over-relaxation, default 1) "
+               "or type: petsc (a PETSc KSP; the other keys are its options on top of {ksp_type: richardson, "
+               "pc_type: sor}: one step = one local symmetric Gauss-Seidel sweep per rank block, Jacobi "
+               "between blocks)", "units": ""})
+    transfer: str = setting("bilinear", "prolongation P (restriction P^T): bilinear (textbook pair with red-black "
+                            "Gauss-Seidel) or p1 (the nested P1 embedding, Galerkin-consistent)",
+                            choices=("bilinear", "p1"))
     coarse: dict[str, str] = dataclasses.field(default_factory=dict, metadata={
         "doc": "PETSc options of the coarsest level's solve, on top of {ksp_type: preonly, pc_type: lu} "
                "(redundant LU on several ranks)", "units": ""})
@@ -87,7 +94,9 @@ def drives(raw: dict) -> tuple[str, ...]:
 def describe(p: MultigridSpec) -> str:
     cyc = f"{p.cycle}({p.nu1},{p.nu2})"
     outer = "" if p.outer == "richardson" else ", preconditioning CG"
+    smoother = p.smoother.get("type", "multicolor")
     return (f"pattern multigrid: {cyc} cycles over {len(p.levels)} levels {' -> '.join(p.levels)}{outer}, "
+            f"{smoother} smoother, {p.transfer} transfer, "
             f"tolerance {p.tolerance:g}, at most {p.max_cycles} cycles per solve")
 
 
@@ -158,9 +167,37 @@ def check(p: MultigridSpec, ctx) -> list[tuple[str, str, str]]:
         add("outer", "conjugate gradients need a symmetric positive definite preconditioner: a V or W cycle "
             f"with nu1 = nu2 >= 1 (got {p.cycle}({p.nu1},{p.nu2}))",
             "use cycle: V or W with nu1 = nu2 >= 1, or outer: richardson")
+    out.extend(smoother_problems(p.smoother))
     if p.nu1 + p.nu2 == 0:
         add("nu1", "no smoothing at all: the cycle would only correct from the coarse levels",
             "use nu1: 1, nu2: 1")
+    return out
+
+
+SMOOTHER_TYPES = ("multicolor", "petsc")
+
+
+def smoother_problems(smoother: dict) -> list[tuple[str, str, str]]:
+    """(key, what, fix) for a ``smoother`` mapping that is neither a multicolour nor a PETSc smoother."""
+    out = []
+    kind = smoother.get("type", "multicolor")
+    if kind not in SMOOTHER_TYPES:
+        return [("smoother.type", f"expected one of {', '.join(SMOOTHER_TYPES)}, got {kind!r}",
+                 "use type: multicolor (red-black Gauss-Seidel) or type: petsc (PETSc options)")]
+    if kind == "petsc":
+        if "omega" in smoother:
+            out.append(("smoother.omega", "omega belongs to type: multicolor; a PETSc smoother takes PETSc options",
+                        "write pc_sor_omega instead"))
+        return out
+    for key, value in smoother.items():
+        if key == "type":
+            continue
+        if key != "omega":
+            out.append((f"smoother.{key}", f"{key!r} is not a setting of the multicolour smoother (type and omega "
+                        "are)", "add type: petsc to pass PETSc options to a PETSc smoother, or remove it"))
+        elif isinstance(value, str) or not 0.0 < float(value) < 2.0:
+            out.append(("smoother.omega", f"expected a number in (0, 2), got {value!r}",
+                        "use omega: 1 (Gauss-Seidel) or a value like 1.15 (over-relaxation)"))
     return out
 
 

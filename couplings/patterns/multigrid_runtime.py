@@ -18,7 +18,8 @@ One visit of level k+1 by level k (``code`` V, W or F)
 1. level k's root sends a header ``[code, dt]`` to level k+1's root, which
    broadcasts it in its group;
 2. every rank of level k restricts its own residual rows (``P^T r``, partial
-   sums on the coarse rows they touch, :class:`couplings.grid_transfer.P1Transfer`)
+   sums on the coarse rows they touch, :class:`couplings.grid_transfer.GridTransfer`,
+   bilinear or P1 by the pattern's ``transfer``)
    and sends each coarse rank the part it owns (M -> N by node number);
    the coarse ranks add the parts in fine-rank order (bitwise reproducible)
    and zero the constrained rows;
@@ -100,7 +101,7 @@ class LevelNode:
     """
 
     def __init__(self, worker, index: int, p, k: int, solver):
-        from couplings.grid_transfer import Box, P1Transfer, hull, overlaps
+        from couplings.grid_transfer import Box, GridTransfer, hull, overlaps
         ctx = worker.ctx
         self.worker, self.p, self.index, self.k, self.solver = worker, p, index, k, solver
         self.group = worker.group
@@ -136,7 +137,7 @@ class LevelNode:
             self.down = self.group.Create_intercomm(0, ctx.data, groups[p.levels[k + 1]][0],
                                                     _TAG_INTERCOMM0 + 8 * index + k)
             coarse = _box(ctx.job, p.levels[k + 1])
-            self.transfer = P1Transfer(self.box, coarse, self.lo, self.hi)
+            self.transfer = GridTransfer(self.box, coarse, self.lo, self.hi, p.transfer)
             c0, c1 = self.transfer.hull
             m = self.down.Get_remote_size()
             owned = [coarse.ownership(m, q) for q in range(m)]

@@ -32,8 +32,9 @@ def test_v_cycles_across_groups_match_a_direct_solve(msorch, tmp_path):
     """Reference: scipy sparse LU of the same discrete system (an independent program). The cycles stop at
     ||b - A x|| <= 1e-10 ||b||; the discrete condition number (~1e4 at h = 1/128) allows 1e-6 in the worst
     case, but multigrid reduces all error components alike, so the solution is within 1e-10 (relative max
-    norm) as the issue asks. The per-cycle residuals in results.h5 fall by <= 0.2 per cycle and by 0.15 on
-    average (V(1,1), local symmetric Gauss-Seidel: measured 0.13 mean, 0.17 asymptotic on 2 ranks)."""
+    norm) as the issue asks. The per-cycle residuals in results.h5 fall by <= 0.15 in every cycle (V(1,1),
+    red-black Gauss-Seidel, bilinear transfer; textbook ~0.1, Trottenberg et al. 2001 sect. 2.5; measured
+    0.080 mean, 0.087 worst on 2 ranks)."""
     r = msorch("run", JOB, "-o", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "[msorch] multigrid fine: window 1 step 1:" in r.stdout
@@ -52,7 +53,7 @@ def test_v_cycles_across_groups_match_a_direct_solve(msorch, tmp_path):
     assert err < 1e-10, err
     assert list(cycle) == list(range(n + 1)) and rel[-1] <= 1e-12 < rel[-2]
     np.testing.assert_allclose(factor[1:], res[1:] / res[:-1], rtol=1e-12)
-    assert mean <= 0.15 and np.nanmax(factor) <= 0.2 and n <= 20
+    assert mean <= 0.15 and np.nanmax(factor) <= 0.15 and n <= 20
 
 
 @pytest.mark.verify   # minutes of MPI runs on 2 cores: in the verify stage (the SLURM stage runs every job)

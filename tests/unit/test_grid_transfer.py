@@ -1,9 +1,9 @@
-"""P1 grid transfer between nested structured triangulations (couplings/grid_transfer.py)."""
+"""Bilinear and P1 grid transfer between nested structured grids (couplings/grid_transfer.py)."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from couplings.grid_transfer import Box, P1Transfer, hull, nesting_problem, overlaps
+from couplings.grid_transfer import Box, GridTransfer, P1Transfer, hull, nesting_problem, overlaps
 from solvers.fem.grid import Rectangle, local_rows
 
 FINE, COARSE = Box(0.0, 2.0, -1.0, 0.5, 12, 8), Box(0.0, 2.0, -1.0, 0.5, 6, 4)
@@ -13,9 +13,9 @@ def coords(box):
     return Rectangle(box.x0, box.x1, box.y0, box.y1, box.nx, box.ny).coordinates(np.arange(box.n_nodes))
 
 
-def full_p(fine, coarse):
+def full_p(fine, coarse, kind="p1"):
     """P as a dense matrix, assembled row by row from single-rank transfers."""
-    t = P1Transfer(fine, coarse, 0, fine.n_nodes)
+    t = GridTransfer(fine, coarse, 0, fine.n_nodes, kind)
     assert t.hull == (0, coarse.n_nodes)
     return np.column_stack([t.prolong(np.eye(coarse.n_nodes)[c]) for c in range(coarse.n_nodes)])
 
@@ -52,17 +52,32 @@ def test_galerkin_product_equals_the_coarse_assembly():
     np.testing.assert_allclose(P.T @ mf @ P, mc, atol=1e-14)
 
 
+def test_bilinear_prolongation_reproduces_bilinear_functions():
+    """Reference: the bilinear interpolant of a function a + b x + c y + d x y on each coarse cell is the
+    function itself, so P (kind bilinear) maps its coarse nodal values to its fine ones exactly; every row
+    of P sums to 1 (constants) and has 1, 2 or 4 nonzeros of 1, 1/2, 1/4 (coarse node, edge, cell centre)."""
+    xy_c, xy_f = coords(COARSE), coords(FINE)
+    bil = lambda xy: 0.5 + 1.5 * xy[:, 0] - 0.25 * xy[:, 1] + 2.0 * xy[:, 0] * xy[:, 1]
+    got = GridTransfer(FINE, COARSE, 0, FINE.n_nodes).prolong(bil(xy_c))
+    np.testing.assert_allclose(got, bil(xy_f), rtol=0, atol=1e-14)
+    P = full_p(FINE, COARSE, "bilinear")
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-15)
+    assert sorted(set(np.round(P[P > 0], 12))) == [0.25, 0.5, 1.0]
+    assert np.count_nonzero(P) == (7 * 5) + 2 * (6 * 5 + 7 * 4) + 4 * (6 * 4)
+
+
+@pytest.mark.parametrize("kind", ["p1", "bilinear"])
 @pytest.mark.parametrize("size", [1, 3, 5])
-def test_restriction_is_the_transpose_and_rank_parts_add_up(size):
+def test_restriction_is_the_transpose_and_rank_parts_add_up(size, kind):
     """Reference: the dense P above. Restriction of every rank's own rows, summed over its hull,
     equals P^T r for any split of the fine nodes; and the hull covers every coarse node used."""
-    P = full_p(FINE, COARSE)
+    P = full_p(FINE, COARSE, kind)
     r = np.random.default_rng(1).standard_normal(FINE.n_nodes)
     total = np.zeros(COARSE.n_nodes)
     e = np.random.default_rng(2).standard_normal(COARSE.n_nodes)
     for rank in range(size):
         lo, hi = FINE.ownership(size, rank)
-        t = P1Transfer(FINE, COARSE, lo, hi)
+        t = GridTransfer(FINE, COARSE, lo, hi, kind)
         c0, c1 = t.hull
         assert (c0, c1) == hull(FINE, COARSE, lo, hi)
         total[c0:c1] += t.restrict(r[lo:hi])

@@ -67,3 +67,18 @@ def test_unknown_level_and_different_physics_and_coupled_coarse_level():
 def test_cg_needs_a_symmetric_cycle():
     p = only(edited(lambda d: d["patterns"][0].update(outer="cg", nu2=2)), "patterns[0].outer")
     assert "symmetric positive definite" in p.message
+
+
+def test_smoother_settings():
+    """type: multicolor (default) takes only omega in (0, 2); PETSc options need type: petsc."""
+    ok = parse_spec(yaml.safe_dump(edited(lambda d: d["patterns"][0].update(
+        smoother={"type": "petsc", "pc_sor_omega": 1.2}, transfer="p1"))))
+    assert ok.patterns[0].smoother == {"type": "petsc", "pc_sor_omega": 1.2} and ok.patterns[0].transfer == "p1"
+    assert parse_spec(yaml.safe_dump(JOB)).patterns[0].transfer == "bilinear"
+    p = only(edited(lambda d: d["patterns"][0].update(smoother={"pc_type": "jacobi"})), "patterns[0].smoother.pc_type")
+    assert "not a setting of the multicolour smoother" in p.message and "type: petsc" in p.fix
+    p = only(edited(lambda d: d["patterns"][0].update(smoother={"omega": 2.5})), "patterns[0].smoother.omega")
+    assert "(0, 2)" in p.message
+    p = only(edited(lambda d: d["patterns"][0].update(smoother={"type": "jacobi"})), "patterns[0].smoother.type")
+    assert "multicolor" in p.message and "petsc" in p.fix
+    p = only(edited(lambda d: d["patterns"][0].update(transfer="cubic")), "patterns[0].transfer")

@@ -33,6 +33,22 @@ Variants
   dt / (1 - exp(-gamma dt)) days, so the final size is that of
   R0 = beta dt / (1 - exp(-gamma dt)) (-> beta/gamma as dt -> 0).
 
+Network mixing (``mixing: network``)
+------------------------------------
+Instead of mass action, each region's residents are a large contact network with
+the degree distribution ``degree`` (``poisson``: Erdos-Renyi, ``regular``: every
+resident has ``mean`` contacts), ``beta`` is the transmission rate *per contact*,
+and the ODE is the edge-based compartmental model (:mod:`solvers.epi.edge_based`,
+Miller, Slim & Volz 2012): the exact large-N limit of ``epi.network`` on such a
+network (its peak is lower and earlier than mass action with the same early growth,
+because an infected resident's neighbours are used up).  Visitors (from mobility or
+agent regions) infect by mass action on random residents: each susceptible is
+infected at rate lam_ext = visitor_beta V_j / N_j with visitor_beta the rate of one
+visitor (default: beta x mean degree, i.e. a visitor makes as many contacts as a
+resident; ``epi.network``'s rule with visitor_beta x visitor_contacts).  Initially
+infected, exposed and removed residents are random nodes.  ``variant: ode`` and
+``transmission: fixed`` only; interventions multiply the per-contact rate.
+
 Agent regions (hybrid with ``epi.network``)
 -------------------------------------------
 A region with ``agents: true`` is simulated by another solver; here it has no
@@ -76,6 +92,7 @@ import numpy as np
 
 from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
+from . import edge_based
 from .mobility import fractions, mobility_problems, split_travellers
 from .seir import philox, rate_problems, reproduction_number
 
@@ -111,6 +128,15 @@ class InterventionParams:
 
 
 @dataclass(frozen=True)
+class DegreeParams:
+    """Degree distribution of each region's contact network (``mixing: network``)."""
+
+    kind: Literal["poisson", "regular"] = param("poisson", "poisson: Erdos-Renyi; regular: every resident "
+                                                           "has exactly mean contacts")
+    mean: float = param(10.0, "mean number of contacts per resident (regular: a whole number)", units="contacts")
+
+
+@dataclass(frozen=True)
 class EpiMetaParams:
     regions: tuple[RegionParams, ...] = param((), "the regions, in order (x coordinate = index)")
     variant: Literal["ode", "chain-binomial"] = param("ode", "deterministic ODE, or stochastic chain-binomial")
@@ -130,6 +156,13 @@ class EpiMetaParams:
         None, "transmission rate of one infectious visitor (default: the region's beta in force); e.g. "
         "epi.network's visitor_beta x visitor_contacts, which interventions on layers do not change", units="1/day")
     substeps: int = param(8, "Runge-Kutta steps per solver step (ode)")
+    mixing: Literal["mass-action", "network"] = param(
+        "mass-action", "within-region contacts: well mixed, or a contact network (edge-based model; beta per "
+        "contact)")
+    degree: DegreeParams = param(DegreeParams(), "mixing: network: the contact network's degree distribution")
+    onset: Literal["continuous", "step-end"] = param(
+        "continuous", "mixing: network: infections start their latent period when they happen, or at the end "
+        "of the step as in epi.network (use step-end, with epi.network's dt, to reproduce an agent region)")
     seed: int = param(0, "seed of the chain-binomial draws and of the routing of agent travellers")
 
 
@@ -232,6 +265,23 @@ class EpiMetaSolver(Solver):
             probs += rate_problems({"visitor_beta": p.visitor_beta})
         if p.substeps < 1:
             add("substeps", f"need >= 1, got {p.substeps}", "use substeps: 8")
+        if p.onset != "continuous" and p.mixing != "network":
+            add("onset", "onset: step-end is an option of the edge-based model", "set mixing: network, or remove onset")
+        if p.mixing == "network":
+            k = p.degree.mean
+            if not (np.isfinite(k) and k > 0) or (p.degree.kind == "regular" and not float(k).is_integer()):
+                add("degree.mean", f"need a number of contacts > 0 (whole for regular), got {k!r}",
+                    "e.g. degree: {kind: poisson, mean: 20}")
+            if p.variant != "ode":
+                add("variant", "mixing: network is the edge-based ODE model, it has no chain-binomial variant",
+                    "use variant: ode, or mixing: mass-action")
+            if p.transmission != "fixed":
+                add("transmission", "mixing: network takes beta per contact from the settings only",
+                    "use transmission: fixed (interventions scale it), or mixing: mass-action")
+            for i, r in enumerate(p.regions):
+                if not r.agents and r.initial_infected + r.initial_exposed + r.initial_recovered >= r.population:
+                    add(f"regions[{i}]", f"region {r.name!r} has no susceptible residents at the start",
+                        "lower the initial counts")
         if all(r.agents for r in p.regions) and p.transmission != "fixed":
             add("transmission", "a pure mobility exchange (all regions agents) has no transmission rate",
                 "remove transmission")
@@ -258,6 +308,9 @@ class EpiMetaSolver(Solver):
         self.y = np.array([[r.population - r.initial_infected - r.initial_exposed - r.initial_recovered,
                             r.initial_exposed, r.initial_infected, r.initial_recovered] for r in own_r],
                           dtype=np.float64).reshape(-1, 4)
+        if p.mixing == "network":     # + [theta, phi_E, phi_I, Lam] of the edge-based model: (n, 8)
+            self.y = edge_based.initial_state(self.pop, *self.y.T, pending=p.onset == "step-end")
+        self.ncol = self.y.shape[1]
         self.beta0 = np.array([p.beta if r.beta is None else r.beta for r in own_r], dtype=np.float64)
         self.m = fractions(p.mobility, self.pop_all, p.mobility_units)
         self.leave = self.m.sum(axis=1)                # fraction of each region's residents away
@@ -376,7 +429,11 @@ class EpiMetaSolver(Solver):
         own, N, m = self.own, self.pop, self.m
         sigma, gamma = p.sigma, p.gamma
         n_all = self.n
-        vb = beta if p.visitor_beta is None else p.visitor_beta
+        network = p.mixing == "network"
+        if network:
+            vb = beta * p.degree.mean if p.visitor_beta is None else p.visitor_beta
+        else:
+            vb = beta if p.visitor_beta is None else p.visitor_beta
 
         def infectious_all(I):
             full = np.zeros(n_all)
@@ -387,6 +444,9 @@ class EpiMetaSolver(Solver):
             """(dy/dt (n_local, 4), infection rate (n_local,)) with visitors of this stage."""
             S, E, I = y[:, 0], y[:, 1], y[:, 2]
             visitors = m.T @ infectious_all(I) if self.leave.any() else np.zeros(n_all)
+            if network:
+                lam_ext = vb * (visitors[own] + routed[own]) / N
+                return edge_based.rhs(y, N, beta, sigma, gamma, lam_ext, p.degree.kind, p.degree.mean)
             inf = (beta * I + vb * (visitors[own] + routed[own])) / N * S
             d = np.empty_like(y)
             d[:, 0] = -inf
@@ -415,6 +475,8 @@ class EpiMetaSolver(Solver):
             inc += h / 6.0 * (i1 + 2 * i2 + 2 * i3 + i4)
             i_int += h / 6.0 * (y[:, 2] + 2 * y2[:, 2] + 2 * y3[:, 2] + y4[:, 2])
             y = y + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if network:
+            edge_based.settle(y, sigma)      # onset: step-end (no-op otherwise)
         self.y = y
         self.incidence = inc
         i_bar = i_int / dt                   # step mean of infectious residents
@@ -512,7 +574,7 @@ class EpiMetaSolver(Solver):
     def totals(self) -> dict[str, float]:
         """Global sums over regions (collective): persons in compartments, cumulative incidence,
         travellers out and in (equal: every traveller lands in one destination)."""
-        local = np.array([self.y.sum(), self.cum_incidence.sum(), self.travel_out.sum() + self.agent_out.sum(),
+        local = np.array([self.y[:, :4].sum(), self.cum_incidence.sum(), self.travel_out.sum() + self.agent_out.sum(),
                           self.travel_in.sum() + self.agent_in.sum()])
         tot = self._sum_all(local) if self.size > 1 else local
         return dict(zip(("persons", "cumulative_incidence", "travel_out", "travel_in"), map(float, tot)))
@@ -527,7 +589,7 @@ class EpiMetaSolver(Solver):
                 "agent_in": self.agent_in.copy()}
 
     def restore(self, state):
-        self.y = state["y"].copy().reshape(-1, 4)
+        self.y = state["y"].copy().reshape(-1, self.ncol)
         self.step, self.t_now = int(state["clock"][0]), float(state["clock"][1])
         for key in ("incidence", "cum_incidence", "travel_out", "travel_in", "beta_in", "imported",
                     "exported", "agent_out", "agent_in"):

@@ -4,14 +4,16 @@ Problem: steady P1 Poisson (``fem.heat``, ``steady: true``) on [0,1]^2 with n x 
 Dirichlet u = 1 + x^2 + 3 y^2 on all sides; x starts from zero; solved to ||b - A x|| <= tol ||b||.
 
 * **msorch**: ``patterns: [{kind: multigrid}]`` with four levels n, n/2, n/4, n/8 as separate
-  ``fem.heat`` groups on 4 -> 2 -> 1 -> 1 ranks, V(1,1) (local symmetric Gauss-Seidel), coarsest LU.
+  ``fem.heat`` groups on 4 -> 2 -> 1 -> 1 ranks, V(1,1) with the pattern's defaults (red-black
+  Gauss-Seidel, bilinear transfer), coarsest LU.
   Time per cycle: the ``seconds`` of results.h5 (``/multigrid/fine``), cycles 1..n.
-* **PCMG**: PETSc's ``pc_type mg`` on 4 ranks (``mpirun -n 4``), the *same* cycle: the same four
-  rediscretised, Dirichlet-eliminated operators, the same P1 interpolation (coarse boundary columns
-  removed, so R = P^T zeroes the restricted residual on the boundary exactly as the pattern does),
-  ``richardson`` + ``sor`` with one step before and after, redundant LU on the coarsest level, outer
-  ``richardson`` measuring the true residual.  Its per-cycle residuals should equal msorch's up to
-  the rank-block structure of the smoother (all PCMG levels are split over 4 ranks).
+* **PCMG**: PETSc's ``pc_type mg`` on 4 ranks (``mpirun -n 4``), the same cycle as far as PETSc has
+  it: the same four rediscretised, Dirichlet-eliminated operators, the same bilinear interpolation
+  (coarse boundary columns removed, so R = P^T zeroes the restricted residual on the boundary exactly
+  as the pattern does), redundant LU on the coarsest level, outer ``richardson`` measuring the true
+  residual; the smoother is PETSc's ``richardson`` + ``sor`` with one step before and after (a local
+  symmetric Gauss-Seidel sweep per rank block: PETSc has no red-black Gauss-Seidel for AIJ), so one
+  PCMG smoothing step costs about one matrix-vector product and msorch's about two (one per colour).
 * **GAMG**: PETSc's algebraic multigrid preconditioning CG, as a black-box reference (iterations
   and time, not the same cycle).
 
@@ -39,7 +41,8 @@ SOURCE = 10.0
 RANKS = (4, 2, 1, 1)
 
 
-def job_spec(n: int, tol: float, cycle: str = "V", nu: int = 1, ranks=RANKS, outer: str = "richardson") -> dict:
+def job_spec(n: int, tol: float, cycle: str = "V", nu: int = 1, ranks=RANKS, outer: str = "richardson",
+             smoother: dict | None = None, transfer: str = "bilinear") -> dict:
     """The msorch job: len(ranks) levels n, n/2, ... as fem.heat groups (finest first)."""
     base = {"x0": 0.0, "x1": 1.0, "y0": 0.0, "y1": 1.0, "steady": True, "source": SOURCE, "beta": 0.0}
     names = [f"level{k}" for k in range(len(ranks))]
@@ -49,7 +52,8 @@ def job_spec(n: int, tol: float, cycle: str = "V", nu: int = 1, ranks=RANKS, out
     return {"name": f"multigrid_{n}", "time": {"start": 0.0, "end": 1.0, "window": 1.0}, "hang_timeout": 3000,
             "solvers": solvers,
             "patterns": [{"kind": "multigrid", "levels": names, "cycle": cycle, "nu1": nu, "nu2": nu,
-                          "tolerance": tol, "max_cycles": 60, "outer": outer}]}
+                          "tolerance": tol, "max_cycles": 60, "outer": outer, "smoother": dict(smoother or {}),
+                          "transfer": transfer}]}
 
 
 def run_msorch(spec: dict, outdir: Path) -> dict:
@@ -111,26 +115,22 @@ def _level_matrices(PETSc, comm, n: int):
 
 
 def _interpolation(PETSc, comm, n: int):
-    """P from the (n/2)^2 to the n^2 grid, coarse boundary columns removed, as a PETSc AIJ matrix."""
+    """Bilinear P from the (n/2)^2 to the n^2 grid, coarse boundary columns removed, as a PETSc AIJ matrix."""
     from couplings.grid_transfer import Box, prolongation_rows
     fine, coarse = Box(0.0, 1.0, 0.0, 1.0, n, n), Box(0.0, 1.0, 0.0, 1.0, n // 2, n // 2)
     size, rank = comm.Get_size(), comm.Get_rank()
     lo, hi = fine.ownership(size, rank)
     clo, chi = coarse.ownership(size, rank)
-    a, b = prolongation_rows(fine, coarse, lo, hi)
+    import scipy.sparse as sp
+    cols = np.concatenate(prolongation_rows(fine, coarse, lo, hi, "bilinear"))
+    rows = np.tile(np.arange(hi - lo), 4)
     nc = coarse.nx + 1
-    boundary = lambda c: (c % nc == 0) | (c % nc == coarse.nx) | (c // nc == 0) | (c // nc == coarse.ny)
-    # CSR rows: one entry (weight 1) at a coarse node, two (1/2 each) halfway along a coarse edge.
-    two = a != b
-    counts = 1 + two
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(PETSc.IntType)
-    cols = np.empty(indptr[-1], dtype=PETSc.IntType)
-    vals = np.empty(indptr[-1])
-    cols[indptr[:-1]] = a
-    vals[indptr[:-1]] = np.where(two, 0.5, 1.0)
-    cols[indptr[:-1][two] + 1] = b[two]
-    vals[indptr[:-1][two] + 1] = 0.5
-    vals[boundary(cols)] = 0.0
+    boundary = (cols % nc == 0) | (cols % nc == coarse.nx) | (cols // nc == 0) | (cols // nc == coarse.ny)
+    # Four entries of 1/4 per row (repeated columns summed: 1 at a coarse node, 1/2 + 1/2 at an edge midpoint).
+    local = sp.csr_matrix((np.where(boundary, 0.0, 0.25), (rows, cols)), shape=(hi - lo, coarse.n_nodes))
+    local.sum_duplicates()
+    local.sort_indices()
+    indptr, cols, vals = (local.indptr.astype(PETSc.IntType), local.indices.astype(PETSc.IntType), local.data)
     P = PETSc.Mat().createAIJ(((hi - lo, fine.n_nodes), (chi - clo, coarse.n_nodes)), csr=(indptr, cols, vals),
                               comm=comm)
     return P
@@ -231,7 +231,7 @@ def compare(n: int, tol: float, workdir: Path) -> dict:
     print(f"n = {n} ({figures['unknowns']} unknowns on the finest level), tolerance {tol:g}, load {os.getloadavg()[0]:.1f}")
     print(f"  msorch (levels 4->2->1->1 ranks): {cycles} V(1,1) cycles, factor {figures['msorch_factor']:.4f}, "
           f"{figures['msorch_solve']:.3f} s solve, {per_cycle * 1e3:.2f} ms per cycle (run wall {mg['wall']:.1f} s)")
-    print(f"  PETSc PCMG (4 ranks, same cycle): {pcmg['iterations']} cycles, factor {figures['pcmg_factor']:.4f}, "
+    print(f"  PETSc PCMG (4 ranks, same transfer, SOR smoother): {pcmg['iterations']} cycles, factor {figures['pcmg_factor']:.4f}, "
           f"{pcmg['solve']:.3f} s solve, {pcmg['per_cycle'] * 1e3:.2f} ms per cycle")
     print(f"  PETSc GAMG + CG (4 ranks):        {ref['gamg']['iterations']} iterations, {ref['gamg']['solve']:.3f} s "
           f"solve (+ {ref['gamg']['setup']:.3f} s setup)")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Greenshields", "Triangular", "Tabulated", "idm_equilibrium_table", "idm_diagram"]
+__all__ = ["Greenshields", "Triangular", "Tabulated", "idm_equilibrium_table", "idm_diagram",
+           "idm_wide_jam_diagram"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,44 @@ def idm_diagram(v0: float, T: float, s0: float, delta: float, length: float,
     # order by density, and close the table at rho = 0 (free road) and rho_jam (standstill)
     rho, q = rho[::-1], q[::-1]
     return Tabulated(np.concatenate([[0.0], rho]), np.concatenate([[0.0], q]))
+
+
+def idm_wide_jam_diagram(v0: float, T: float, s0: float, delta: float, length: float,
+                         jam_inflow: float, jam_density: float, drop: float = 0.002,
+                         n: int = 4000) -> Tabulated:
+    """The IDM equilibrium free branch with a congested branch made of wide moving jams.
+
+    An IDM that is string-unstable in congestion (e.g. a = 1 m/s^2, T = 1 s) does not queue at
+    its equilibrium congested states: a queue becomes wide moving jams of density
+    ``jam_density`` (vehicles almost standing), whose upstream front, hit by free traffic of flow
+    ``jam_inflow``, travels at w = -jam_inflow / (jam_density - rho_in) (rho_in: the free-branch
+    density of that flow).  Here the congested branch is the straight line from the free state
+    (rho_in, jam_inflow) to (jam_density, 0): every congested state then meets the arriving
+    traffic in a contact moving at w, as the front of a jam does, and a jam travels upstream as
+    a compact block instead of being smeared by a concave branch.  The free branch is the
+    equilibrium one up to its capacity; beyond the critical density the flow drops to the line
+    over ``drop`` [veh/m] (a steep but finite slope, so the CFL bound stays finite).
+
+    Parameters
+    ----------
+    jam_inflow : float
+        Flow [veh/s] of the free traffic that feeds the jams (free branch, < capacity).
+    jam_density : float
+        Density [veh/m] inside a wide jam, measured on the same IDM (e.g. with
+        ``tests/unit/test_traffic_wide_jam.py``'s open-road experiment).
+    """
+    eq = idm_diagram(v0, T, s0, delta, length, n)
+    k = int(np.argmax(eq.q))
+    rho_c = eq.rho[k]
+    if not 0.0 < jam_inflow < eq.capacity:
+        raise ValueError(f"jam_inflow {jam_inflow:g} veh/s must lie in (0, capacity {eq.capacity:.6g} veh/s)")
+    rho_in = float(np.interp(jam_inflow, eq.q[:k + 1], eq.rho[:k + 1]))
+    if not jam_density > rho_c + drop:
+        raise ValueError(f"jam_density {jam_density:g} veh/m must exceed the critical density "
+                         f"{rho_c:.6g} veh/m + drop {drop:g} veh/m")
+    w = jam_inflow / (jam_density - rho_in)     # |front speed| [m/s]
+    free = slice(0, k + 1, 10)                  # every 10th equilibrium point: the CFL-relevant slope is kept
+    rho = np.concatenate([eq.rho[free], [rho_c, rho_c + drop, jam_density]])
+    q = np.concatenate([eq.q[free], [eq.capacity, w * (jam_density - rho_c - drop), 0.0]])
+    rho, idx = np.unique(rho, return_index=True)
+    return Tabulated(rho, q[idx])

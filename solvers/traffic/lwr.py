@@ -4,7 +4,8 @@ d(rho)/dt + d q(rho)/dx = sources, discretised with the Godunov flux, which for
 traffic is Daganzo's (1994) cell-transmission rule F_{i+1/2} = min(D(rho_i),
 S(rho_{i+1})) with demand D and supply S of the fundamental diagram
 (:mod:`solvers.traffic.fundamental`): Greenshields, triangular, the IDM
-equilibrium diagram, or a table (fixed, or arriving through the
+equilibrium diagram, the IDM free branch with a congested branch of wide moving
+jams (``idm_wide_jam``, for a string-unstable IDM), or a table (fixed, or arriving through the
 ``fundamental_flow`` input).  Explicit Euler in time; stable for
 max|q'| dt <= dx (checked by :meth:`LWRSolver.check` when ``dt`` is given and
 at every new dt or diagram).
@@ -55,7 +56,7 @@ import numpy as np
 from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
 from .answered_diagram import AnsweredDiagram, round_nodes
-from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram
+from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram, idm_wide_jam_diagram
 from .road import segment
 from .settings import CorridorParams, RampParams, corridor_problems, demand_at, raise_if_invalid, ramp_problems
 
@@ -69,8 +70,9 @@ UNITS = {"density": "veh/m", "flow": "veh/s", "speed": "m/s", "supply": "veh/s",
 class LWRParams(RampParams, CorridorParams):
     road_length: float = param(1000.0, "road length", units="m")
     cells: int = param(100, "number of cells (>= ranks)")
-    diagram: Literal["greenshields", "triangular", "idm", "tabulated", "hmm"] = param(
-        "greenshields", "fundamental diagram (hmm: answered by a micro model at density nodes)")
+    diagram: Literal["greenshields", "triangular", "idm", "idm_wide_jam", "tabulated", "hmm"] = param(
+        "greenshields", "fundamental diagram (idm_wide_jam: IDM free branch, congested branch of wide "
+        "moving jams; hmm: answered by a micro model at density nodes)")
     v_free: float = param(30.0, "free speed (greenshields, triangular)", units="m/s")
     rho_jam: float = param(0.2, "jam density (greenshields, triangular)", units="veh/m")
     rho_crit: float = param(0.04, "critical density (triangular)", units="veh/m")
@@ -79,6 +81,10 @@ class LWRParams(RampParams, CorridorParams):
     idm_s0: float = param(2.0, "IDM minimum gap (idm diagram)", units="m")
     idm_delta: float = param(4.0, "IDM exponent (idm diagram)")
     idm_length: float = param(5.0, "vehicle length (idm diagram)", units="m")
+    jam_inflow: float = param(0.5, "idm_wide_jam: flow of the free traffic feeding the jams (its "
+                              "state and (jam_density, 0) span the congested branch)", units="veh/s")
+    jam_density: float = param(0.125, "idm_wide_jam: density inside a wide moving jam of the IDM "
+                               "(measured, e.g. ~1/(s0 + l))", units="veh/m")
     table_density: tuple[float, ...] = param((), "densities of the tabulated diagram, from 0", units="veh/m")
     table_flow: tuple[float, ...] = param((), "flows of the tabulated diagram (empty: from the input)",
                                           units="veh/s")
@@ -120,6 +126,9 @@ def make_diagram(p: LWRParams, table_flow=None):
         return Triangular(p.v_free, p.rho_crit, p.rho_jam)
     if p.diagram == "idm":
         return idm_diagram(p.idm_v0, p.idm_T, p.idm_s0, p.idm_delta, p.idm_length)
+    if p.diagram == "idm_wide_jam":
+        return idm_wide_jam_diagram(p.idm_v0, p.idm_T, p.idm_s0, p.idm_delta, p.idm_length,
+                                    p.jam_inflow, p.jam_density)
     return Tabulated(p.table_density, p.table_flow if table_flow is None else table_flow)
 
 

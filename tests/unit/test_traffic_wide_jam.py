@@ -1,0 +1,117 @@
+"""The ``idm_wide_jam`` LWR diagram of jobs/traffic_onramp.yaml, and the measurement behind it.
+
+The on-ramp scenario's IDM (v0 = 33.33 m/s, T = 1 s, s0 = 2 m, a = 1 m/s^2, b = 1.5 m/s^2,
+delta = 4, l = 6 m; issue 12) is string-unstable in congestion: its queues are wide moving jams.
+The diagram's congested branch is the straight line from the free state carrying the demand
+q_in = 2,200 veh/h to (jam_density, 0).  Its slope must be the speed of a wide jam's upstream
+front in the IDM itself, which the first test measures with traffic.idm (the peer model):
+a standing jam at the end of an open road, fed by q_in.
+"""
+import numpy as np
+import pytest
+import yaml
+from mpi4py import MPI
+
+from conftest import ROOT
+from solvers.traffic.fundamental import idm_diagram, idm_wide_jam_diagram
+from solvers.traffic.idm import IDMParams, IDMSolver
+from solvers.traffic.lwr import LWRParams, LWRSolver
+
+JOB = ROOT / "jobs" / "traffic_onramp.yaml"
+
+
+def shipped():
+    """(idm settings, jam_inflow, jam_density) of the upstream LWR road of the on-ramp job."""
+    p = yaml.safe_load(JOB.read_text())["solvers"]["up"]["params"]
+    assert p["diagram"] == "idm_wide_jam"
+    idm = tuple(p["idm_" + k] for k in ("v0", "T", "s0", "delta", "length"))
+    return idm, p["jam_inflow"], p["jam_density"]
+
+
+def jam_front(q_in, road=12000.0, t_end=1800.0, dt=0.4):
+    """Front speed [m/s] (< 0) and mean density [veh/m] of a wide jam in the IDM: an empty open
+    road fed by q_in [veh/s], ending at a standing virtual leader (outflow density 1/(s0 + l),
+    whose equilibrium speed is 0); the front is the upstream edge of the slow (< 1 m/s) bins,
+    fitted linearly while it is more than 1.5 km from either end."""
+    p = IDMParams(road="open", road_length=road, bins=600, v0=33.33, T=1.0, s0=2.0, a=1.0, b=1.5,
+                  delta=4.0, length=6.0, inflow="flow", inflow_flow=q_in, outflow="density",
+                  outflow_density=1.0 / 8.0)
+    s = IDMSolver(MPI.COMM_SELF, p)
+    s.initialize(0.0)
+    edges = s.seg.centers[:, 0] - 0.5 * road / 600
+    rec = []
+    for k in range(int(round(t_end / dt))):
+        s.advance(k * dt, dt)
+        if (k + 1) % 250 == 0:
+            v, d = s.get("speed"), s.get("density")
+            slow = np.nonzero((v < 1.0) & (d > 0))[0]
+            if len(slow) and 1500.0 < edges[slow[0]] < road - 1500.0:
+                rec.append(((k + 1) * dt, edges[slow[0]], d[slow[0]:].mean()))
+    rec = np.array(rec)
+    assert len(rec) >= 8, "too few samples of the jam front"
+    return np.polyfit(rec[:, 0], rec[:, 1], 1)[0], rec[:, 2].mean()
+
+
+def test_shipped_congested_branch_is_the_measured_wide_jam_front():
+    """Reference: the IDM itself (traffic.idm, serial).  The measured front speed of a wide jam
+    fed by the job's jam_inflow equals the slope of the diagram's congested branch within 1 %
+    (a line fitted to the front's 20 m-bin positions every 100 s over ~1,100 s resolves it to
+    ~0.3 %), and
+    the measured jam density is the shipped jam_density within 1 %."""
+    (v0, T, s0, delta, length), q_in, rho_jam = shipped()
+    w, rho_meas = jam_front(q_in)
+    fd = idm_wide_jam_diagram(v0, T, s0, delta, length, q_in, rho_jam)
+    rho_in = np.interp(q_in, fd.q[:np.argmax(fd.q) + 1], fd.rho[:np.argmax(fd.q) + 1])
+    slope = (fd.flow(rho_jam) - fd.flow(0.5 * (rho_in + rho_jam))) / (0.5 * (rho_jam - rho_in))
+    print(f"wide jam fed by {q_in * 3600:.0f} veh/h: front {w:.3f} m/s (diagram {slope:.3f}), "
+          f"jam density {rho_meas * 1000:.1f} veh/km (shipped {rho_jam * 1000:.1f})")
+    assert w < 0
+    assert abs(w / slope - 1) < 0.01
+    assert abs(rho_meas / rho_jam - 1) < 0.01
+
+
+def test_wide_jam_diagram_shape():
+    """Reference: the IDM equilibrium diagram (fundamental.idm_diagram) and the line through
+    (rho_in, q_in) and (jam_density, 0), analytic."""
+    q_in, rho_jam = 2200 / 3600, 0.128
+    eq = idm_diagram(33.33, 1.0, 2.0, 4.0, 6.0)
+    fd = idm_wide_jam_diagram(33.33, 1.0, 2.0, 4.0, 6.0, q_in, rho_jam)
+    k = int(np.argmax(eq.q))
+    rho_in = np.interp(q_in, eq.q[:k + 1], eq.rho[:k + 1])
+    free = np.linspace(0, eq.rho[k], 50)
+    assert np.allclose(fd.flow(free), eq.flow(free), rtol=2e-3, atol=1e-6)   # 10x thinned table
+    assert fd.capacity == pytest.approx(eq.capacity, rel=1e-12)
+    cong = np.linspace(eq.rho[k] + 0.0025, rho_jam, 20)
+    line = q_in * (rho_jam - cong) / (rho_jam - rho_in)
+    assert np.allclose(fd.flow(cong), line, rtol=1e-9, atol=1e-12)
+    assert fd.flow(rho_jam) == 0.0
+    with pytest.raises(ValueError, match="jam_inflow"):
+        idm_wide_jam_diagram(33.33, 1.0, 2.0, 4.0, 6.0, 0.7, rho_jam)
+    assert LWRSolver.check(LWRParams(diagram="idm_wide_jam", jam_inflow=0.9, cells=10))[0][0] == "diagram"
+
+
+def test_lwr_front_of_a_jam_moves_at_the_jam_speed():
+    """Reference: Rankine-Hugoniot, s = (q_in - 0) / (rho_in - rho_jam) for the Riemann problem
+    free state (rho_in, q_in) | jam (rho_jam, 0), a contact of the linear congested branch.
+    The density half-way between the two states must travel at s within 2 cells over 600 s
+    (first-order Godunov smears a contact symmetrically, so its midpoint moves at s)."""
+    q_in, rho_jam = 2200 / 3600, 0.128
+    fd = idm_wide_jam_diagram(33.33, 1.0, 2.0, 4.0, 6.0, q_in, rho_jam)
+    k = int(np.argmax(fd.q))
+    rho_in = float(np.interp(q_in, fd.q[:k + 1], fd.rho[:k + 1]))
+    p = LWRParams(road_length=10000.0, cells=200, diagram="idm_wide_jam", idm_v0=33.33, idm_T=1.0,
+                  idm_s0=2.0, idm_delta=4.0, idm_length=6.0, jam_inflow=q_in, jam_density=rho_jam,
+                  initial_density=rho_in, initial_density_right=rho_jam, riemann_position=8000.0,
+                  inflow="density", inflow_density=rho_in, outflow="closed", dt=0.4)
+    s = LWRSolver(MPI.COMM_SELF, p)
+    s.initialize(0.0)
+    t_end = 600.0
+    for k in range(int(round(t_end / 0.4))):
+        s.advance(k * 0.4, 0.4)
+    rho, x = s.get("density"), s.seg.centers[:, 0]
+    mid = 0.5 * (rho_in + rho_jam)
+    i = int(np.argmax(rho > mid))
+    pos = x[i - 1] + (mid - rho[i - 1]) / (rho[i] - rho[i - 1]) * (x[i] - x[i - 1])
+    expect = 8000.0 - q_in / (rho_jam - rho_in) * t_end
+    print(f"LWR jam front after {t_end:.0f} s at {pos:.0f} m, Rankine-Hugoniot {expect:.0f} m")
+    assert abs(pos - expect) < 2 * 50.0

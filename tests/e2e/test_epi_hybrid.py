@@ -84,18 +84,54 @@ def test_hybrid_conserves_travellers_exactly(msorch, tmp_path):
     assert np.all(attack_meta > 0.3) and attack_agents > 0.3
 
 
+def peak_day(t: np.ndarray, prevalence: np.ndarray, level: float = 0.8) -> float:
+    """Day of the peak [day]: vertex of the least-squares parabola through the contiguous points with
+    prevalence >= ``level`` x maximum around the maximum (the argmax of a noisy, flat-topped agent
+    curve moves by days with the sampling noise; t, prevalence: (T,))."""
+    k = int(np.argmax(prevalence))
+    keep = prevalence >= level * prevalence[k]
+    lo, hi = k, k
+    while lo > 0 and keep[lo - 1]:
+        lo -= 1
+    while hi < len(t) - 1 and keep[hi + 1]:
+        hi += 1
+    a, b, _ = np.polyfit(t[lo:hi + 1] - t[k], prevalence[lo:hi + 1], 2)
+    return float(t[k] - b / (2 * a))
+
+
+def takeoff_day(t: np.ndarray, susceptible: np.ndarray, population: float, attack: float = 0.01) -> float:
+    """First day on which ``attack`` of the residents have been infected (linear interpolation)."""
+    a = 1.0 - susceptible / population
+    k = int(np.argmax(a >= attack))
+    return float(t[k - 1] + (attack - a[k - 1]) / (a[k] - a[k - 1]) * (t[k] - t[k - 1]))
+
+
+def susceptibles(out, hybrid: bool) -> np.ndarray:
+    """S (T, 10) per region in region order, at the times of :func:`curves`."""
+    with h5py.File(out / "results.h5") as f:
+        if hybrid:
+            t = f["towns/time"][:]
+            agents = f["t9/S"][:: round(len(f["t9/time"]) / len(t)) or 1][: len(t)]
+            return np.concatenate([f["towns/S"][:, :9], agents[:, :1]], axis=1)
+        return f["agents/S"][:]
+
+
 @pytest.mark.verify
 def test_hybrid_follows_the_all_agent_run_at_lower_cost(msorch, tmp_path):
     """Must show 4 on the 5x system (city 150,000 ... t9 30,000; 715,000 agents in the all-agent run).
+    The compartment regions use epi.meta's edge-based network model (mixing: network, onset: step-end).
 
-    Asserted: per region, the hybrid's peak prevalence within 8 % of the all-agent run's, its peak
-    day within 10 days, and >= 10x fewer compute seconds (summed over solvers and ranks; wall time is
-    printed, not asserted: it is dominated by start-up and output on a loaded machine).
-    The issue's targets (5 %, 2 days) do NOT all hold: measured (load ~40) heights +2.6 .. +7.2 %
-    (6 of 10 regions within 5 %), peak days -10 .. +1 (5 of 10 within 2 days), cost x19. Why: the
-    compartment towns are seeded by fractions of visitors from day 0 and peak early and slightly
-    high, while agent towns wait for whole infectious visitors (random introduction times); the
-    mass-action rate matches the network's early growth, not its whole curve (pair approximation).
+    Reference: the all-agent run (peer program), seed 11.  Asserted per region: peak prevalence within
+    5 %, final attack within 2 %, the region's own course -- days from 1 % attack to the peak (parabola
+    vertex, :func:`peak_day`) -- within 2 days, and the city's peak day within 2 days; >= 10x fewer
+    compute seconds (summed over solvers and ranks; wall time printed only).
+    NOT asserted within 2 days: the towns' peak days.  A town's epidemic starts from a few infectious
+    visitors, so its take-off day is random: over all-agent seeds 11, 12, 13 the towns' peak days
+    have standard deviations 1.5-4 days (e.g. t6 94.9, 92.3, 89.7), larger than the target itself;
+    the deterministic compartment towns follow the mean (hybrid minus 3-seed mean: -3.7 .. +2.3
+    days, mean -0.8).  Measured (seed 11): heights -3.5 .. +2.0 %, own course -1.7 .. +1.5 days,
+    peak days -6.2 .. +2.6 (t6 -6.2, t7 -4.5, t8 -2.5, t4 +2.6; 6/10 within 2), cost x19 or more.
+    The towns' peak days are asserted within 8 days (the reference's own spread x 2).
     """
     hyb, ref = tmp_path / "hybrid", tmp_path / "allagents"
     wall_h = run(msorch, scaled("epi_hybrid", 5, tmp_path), hyb)
@@ -103,14 +139,25 @@ def test_hybrid_follows_the_all_agent_run_at_lower_cost(msorch, tmp_path):
     th, ih = curves(hyb, True)
     tr, ir = curves(ref, False)
     assert np.array_equal(th, tr)
+    pop = 5.0 * np.array([30000, 20000, 18000, 16000, 14000, 12000, 10000, 9000, 8000, 6000])
+    sh, sr = susceptibles(hyb, True), susceptibles(ref, False)
     height = ih.max(axis=0) / ir.max(axis=0) - 1
-    day = th[ih.argmax(axis=0)] - tr[ir.argmax(axis=0)]
+    final = (1 - sh[-1] / pop) / (1 - sr[-1] / pop) - 1
+    ph = np.array([peak_day(th, ih[:, k]) for k in range(10)])
+    pr = np.array([peak_day(tr, ir[:, k]) for k in range(10)])
+    course = (ph - [takeoff_day(th, sh[:, k], pop[k]) for k in range(10)]) - \
+        (pr - [takeoff_day(tr, sr[:, k], pop[k]) for k in range(10)])
     cost_h, cost_r = compute_seconds(hyb), compute_seconds(ref)
+    names = ["city"] + [f"t{k}" for k in range(1, 10)]
     for k in range(10):
-        print(f"region {k}: peak hybrid {ih[:, k].max():.0f} all-agent {ir[:, k].max():.0f} ({height[k]:+.3f}), "
-              f"peak day {th[ih[:, k].argmax()]:.1f} vs {tr[ir[:, k].argmax()]:.1f}")
+        print(f"{names[k]:>4}: peak hybrid {ih[:, k].max():.0f} all-agent {ir[:, k].max():.0f} ({height[k]:+.3f}), "
+              f"peak day {ph[k]:.1f} vs {pr[k]:.1f} ({ph[k] - pr[k]:+.1f}), own course {course[k]:+.1f} days, "
+              f"final attack {final[k]:+.4f}")
     print(f"compute seconds hybrid {cost_h:.2f} all-agent {cost_r:.2f} (x{cost_r / cost_h:.1f}); "
           f"wall {wall_h:.1f} s vs {wall_r:.1f} s (x{wall_r / wall_h:.1f})")
-    assert np.all(np.abs(height) < 0.08)
-    assert np.all(np.abs(day) <= 10.0)
+    assert np.all(np.abs(height) < 0.05)
+    assert np.all(np.abs(final) < 0.02)
+    assert np.all(np.abs(course) <= 2.0)
+    assert abs(ph[0] - pr[0]) <= 2.0
+    assert np.all(np.abs(ph - pr) <= 8.0)
     assert cost_r / cost_h >= 10

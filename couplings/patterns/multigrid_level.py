@@ -38,8 +38,10 @@ Instance methods (on the level's ranks)
     ``level_solve`` must then solve exactly.
 ``level_residual(x, b, out)``
     ``out = b - A x``.
-``level_smooth(x, b, nu)``
-    ``nu`` smoothing steps on ``A x = b``, improving ``x`` in place.
+``level_smooth(x, b, nu, adjoint=False)``
+    ``nu`` smoothing steps on ``A x = b``, improving ``x`` in place;
+    ``adjoint``: the adjoint steps (e.g. the colours in reverse order), asked
+    for the post-smoothing when the cycle must be symmetric (``outer: cg``).
 ``level_solve(x, b)``
     ``x = A^{-1} b`` (coarsest level).
 ``level_correct(x, e)``

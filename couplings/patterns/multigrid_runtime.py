@@ -158,7 +158,8 @@ class LevelNode:
         s.level_smooth(x, b, self.p.nu1)
         s.level_residual(x, b, self.r)
         s.level_correct(x, self.visit(code, self.r))
-        s.level_smooth(x, b, self.p.nu2)
+        # CG needs a symmetric cycle: the post-smoother must then be the adjoint of the pre-smoother.
+        s.level_smooth(x, b, self.p.nu2, self.p.outer == "cg")
 
     def program(self, x: np.ndarray, b: np.ndarray, code: int) -> None:
         """Approximate ``A x = b`` from x = 0 as a visit of type ``code`` asks."""

@@ -65,10 +65,16 @@ class MulticolorSmoother:
         self.t = np.zeros(n)
         self.t_vec = pb.PETSc.Vec().createWithArray(self.t, size=(n, A.getSize()[0]), comm=A.getComm())
 
-    def sweep(self, x_vec, x: np.ndarray, b: np.ndarray, steps: int) -> None:
-        """``steps`` red-black sweeps on ``A x = b``; ``x_vec`` is a PETSc Vec whose storage is ``x``."""
+    def sweep(self, x_vec, x: np.ndarray, b: np.ndarray, steps: int, reverse: bool = False) -> None:
+        """``steps`` red-black sweeps on ``A x = b``; ``x_vec`` is a PETSc Vec whose storage is ``x``.
+
+        ``reverse``: black before red, the adjoint of the forward sweep (post-smoothing of a symmetric cycle).
+        """
+        order = list(zip(self.rows, self.scale))
+        if reverse:
+            order.reverse()
         for _ in range(steps):
-            for rows, scale in zip(self.rows, self.scale):
+            for rows, scale in order:
                 self.A.mult(x_vec, self.t_vec)
                 x[rows] += scale * (b[rows] - self.t[rows])
                 # x changed behind PETSc's back: invalidate anything it caches about the vector.
@@ -179,14 +185,14 @@ class HeatLevel:
         finally:
             self._lv_reset(3)
 
-    def level_smooth(self, x, b, nu: int) -> None:
+    def level_smooth(self, x, b, nu: int, adjoint: bool = False) -> None:
         if nu <= 0:
             return
         xv, bv = self._lv_place(x, b)
         try:
             if isinstance(self._lv_smoother, MulticolorSmoother):
-                self._lv_smoother.sweep(xv, x, b, nu)
-            else:
+                self._lv_smoother.sweep(xv, x, b, nu, reverse=adjoint)
+            else:   # PETSc's SOR sweep is symmetric (forward then backward): its own adjoint
                 self._lv_smoother.setTolerances(max_it=nu)
                 self._lv_smoother.solve(bv, xv)
         finally:

@@ -54,34 +54,46 @@ class MulticolorSmoother:
     """
 
     def __init__(self, A, colour: np.ndarray, omega: float = 1.0):
-        self.A, self.omega = A, float(omega)
+        PETSc = pb.PETSc
+        self.omega = float(omega)
         self.rows = [np.flatnonzero(colour == c) for c in (0, 1)]
         d = A.getDiagonal()
-        # omega / diag per row of each colour, gathered once: the sweep is then two gathers per colour.
         scale = self.omega / d.getArray()
-        self.scale = [scale[r] for r in self.rows]
         d.destroy()
-        n = len(colour)
-        self.t = np.zeros(n)
-        self.t_vec = pb.PETSc.Vec().createWithArray(self.t, size=(n, A.getSize()[0]), comm=A.getComm())
+        lo, hi = A.getOwnershipRange()
+        comm = A.getComm()
+        cols = PETSc.IS().createStride(hi - lo, first=lo, step=1, comm=comm)
+        # Per colour: the rows of that colour as their own matrix (same columns), so a colour's update needs
+        # a product with half of A; its ghost exchange is the same as A's.
+        self.parts = []
+        for rows in self.rows:
+            isrow = PETSc.IS().createGeneral((rows + lo).astype(PETSc.IntType), comm=comm)
+            sub = A.createSubMatrix(isrow, cols)
+            isrow.destroy()
+            t = np.zeros(len(rows))
+            t_vec = PETSc.Vec().createWithArray(t, size=(len(rows), PETSc.DECIDE), comm=comm)
+            # omega / diag of the colour's rows, gathered once.
+            self.parts.append((rows, scale[rows], sub, t, t_vec))
+        cols.destroy()
 
     def sweep(self, x_vec, x: np.ndarray, b: np.ndarray, steps: int, reverse: bool = False) -> None:
         """``steps`` red-black sweeps on ``A x = b``; ``x_vec`` is a PETSc Vec whose storage is ``x``.
 
         ``reverse``: black before red, the adjoint of the forward sweep (post-smoothing of a symmetric cycle).
         """
-        order = list(zip(self.rows, self.scale))
-        if reverse:
-            order.reverse()
+        order = self.parts[::-1] if reverse else self.parts
         for _ in range(steps):
-            for rows, scale in order:
-                self.A.mult(x_vec, self.t_vec)
-                x[rows] += scale * (b[rows] - self.t[rows])
+            for rows, scale, sub, t, t_vec in order:
+                sub.mult(x_vec, t_vec)            # t = (A x)[rows]
+                x[rows] += scale * (b[rows] - t)
                 # x changed behind PETSc's back: invalidate anything it caches about the vector.
                 x_vec.stateIncrease()
 
     def destroy(self) -> None:
-        self.t_vec.destroy()
+        for _, _, sub, _, t_vec in self.parts:
+            sub.destroy()
+            t_vec.destroy()
+        self.parts = []
 
 
 class HeatLevel:

@@ -29,7 +29,7 @@ from solvers.epi.meta import EpiMetaParams, EpiMetaSolver, RegionParams
 N = 1_000_000.0
 
 
-def params(kind, k, beta, sigma, gamma, onset="continuous", seed_count=1.0, substeps=4, **kw):
+def params(kind, k, beta, sigma, gamma, onset="continuous", seed_count=1.0, substeps=2, **kw):
     from solvers.epi.meta import DegreeParams
     return EpiMetaParams(regions=(RegionParams(name="a", population=N, initial_infected=seed_count),),
                          mixing="network", degree=DegreeParams(kind=kind, mean=k), beta=beta, sigma=sigma,
@@ -112,7 +112,7 @@ def test_network_peak_is_lower_than_matched_mass_action():
     b, c = sigma + gamma + 0.02, sigma * (gamma + 0.02) - sigma * 0.02 * 20
     r = (-b + math.sqrt(b * b - 4 * c)) / 2
     ma = EpiMetaParams(regions=(RegionParams(name="a", population=N, initial_infected=100.0),),
-                       beta=(r + sigma) * (r + gamma) / sigma, sigma=sigma, gamma=gamma, substeps=4)
+                       beta=(r + sigma) * (r + gamma) / sigma, sigma=sigma, gamma=gamma, substeps=2)
     s = EpiMetaSolver(MPI.COMM_SELF, ma)
     s.initialize(0.0)
     I_m = [s.get("I")[0]]

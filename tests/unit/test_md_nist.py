@@ -1,5 +1,5 @@
 """md.lj thermodynamics against the NIST SRSW Lennard-Jones reference data, and
-NVE energy conservation (slow: ~1-2 min each on a quiet machine).
+NVE energy conservation (verify stage: ~20-30 s each on a quiet machine).
 
 References (shared/references.md):
 - NIST Standard Reference Simulation Website, LJ_PURE/mc.htm: MC NVT, N = 500,
@@ -45,7 +45,7 @@ def equilibrated(density: float, ensemble: str = "langevin", **kw) -> LJSolver:
     return solver
 
 
-@pytest.mark.slow
+@pytest.mark.verify
 @pytest.mark.parametrize("density", [0.776, 0.86])
 def test_nvt_energy_and_pressure_match_nist(density):
     """NVT (BAOAB Langevin, damping 1 tau, dt = 0.005) at T* = 0.85, N = 500,
@@ -81,7 +81,7 @@ def energy_series(solver: LJSolver, dt: float, duration: float, every: int) -> n
     return np.array(out)
 
 
-@pytest.mark.slow
+@pytest.mark.verify
 def test_nve_energy_drift_and_dt_squared_fluctuations():
     """NVE velocity Verlet with the shifted potential (rc = 3 sigma), liquid at
     T* ~ 0.85, rho* = 0.776, N = 500, started from an equilibrated Langevin state

@@ -8,9 +8,8 @@ and columns of constrained nodes replaced by the identity), built by
 
 * ``multicolor`` (default): Gauss-Seidel in red-black order, the colour of
   node ``(i, j)`` being ``(i + j) mod 2`` on the *global* grid.  One step: for
-  red, then black, ``t = A x`` (PETSc ``MatMult``, which exchanges the ghost
-  values) and ``x[c] += omega (b[c] - t[c]) / diag[c]`` on the rows of that
-  colour.  The stiffness matrix on this mesh is the 5-point stencil, so the
+  red, then black, ``t = A[c] x`` (PETSc ``MatMult`` of the colour's rows,
+  which exchanges the ghost values) and ``x[c] += omega (b[c] - t) / diag[c]``.  The stiffness matrix on this mesh is the 5-point stencil, so the
   sweep is exact Gauss-Seidel in red-black order and does not depend on how the
   rows are split over ranks.  The consistent mass matrix of a transient step
   also couples ``(i, j)`` to ``(i +- 1, j +- 1)``, which have the same colour:

@@ -809,8 +809,8 @@ class _Reader:
             return None
         couplings, targets = self._couplings(doc.get("couplings") or (), solvers)
         self.targets_complete &= "couplings" in doc
-        patterns = self._patterns(doc.get("patterns") or (), solvers, couplings, time)
         scheme = self._scheme(doc.get("scheme"), solvers, targets)
+        patterns = self._patterns(doc.get("patterns") or (), solvers, couplings, time, scheme)
         resources = doc.get("resources")
         if resources is not None:
             self._check_resources(resources, solvers)
@@ -1118,7 +1118,7 @@ class _Reader:
                 driven.update(kind.drives(entry))
         return driven
 
-    def _patterns(self, raw, solvers: dict[str, dict], couplings, time) -> list:
+    def _patterns(self, raw, solvers: dict[str, dict], couplings, time, scheme) -> list:
         """Valid pattern entries; each kind's dataclass and check from couplings/patterns."""
         from couplings.patterns import KINDS, CheckContext
         valid: list = []
@@ -1137,7 +1137,7 @@ class _Reader:
             if pattern is _BAD:
                 continue
             before = len(self.problems)
-            ctx = CheckContext(solvers, tuple(couplings), time, tuple(valid))
+            ctx = CheckContext(solvers, tuple(couplings), time, tuple(valid), scheme)
             for key, what, fix in KINDS[kind].check(pattern, ctx):
                 self.add(_join(path, key), what, fix)
             if len(self.problems) == before:

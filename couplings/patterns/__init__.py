@@ -41,13 +41,15 @@ class CheckContext:
     ``solvers``: name -> dict with keys kind, cls, ranks, dt, params, outputs,
     inputs (None where that part of the entry was invalid, already reported);
     ``couplings``: the valid CouplingSpec list; ``time``: the TimeSpec or None;
-    ``patterns``: (YAML index, pattern) of the valid entries before this one.
+    ``patterns``: (YAML index, pattern) of the valid entries before this one;
+    ``scheme``: the SchemeSpec (the user's or a recipe's), or None where it was invalid.
     """
 
     solvers: dict[str, dict]
     couplings: tuple
     time: Any
     patterns: tuple = ()
+    scheme: Any = None
 
 
 @dataclass

@@ -167,6 +167,10 @@ def check(p: MultigridSpec, ctx) -> list[tuple[str, str, str]]:
         add("outer", "conjugate gradients need a symmetric positive definite preconditioner: a V or W cycle "
             f"with nu1 = nu2 >= 1 (got {p.cycle}({p.nu1},{p.nu2}))",
             "use cycle: V or W with nu1 = nu2 >= 1, or outer: richardson")
+    if getattr(ctx.scheme, "kind", None) == "implicit":
+        add("levels[0]", f"scheme.kind is implicit: it re-runs the finest level {p.levels[0]!r}'s steps within a "
+            "window, which the coarse levels (solving once per step) cannot follow",
+            "use scheme: {kind: explicit}")
     out.extend(smoother_problems(p.smoother))
     if p.nu1 + p.nu2 == 0:
         add("nu1", "no smoothing at all: the cycle would only correct from the coarse levels",

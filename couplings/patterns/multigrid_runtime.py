@@ -258,10 +258,6 @@ class FinestLevel(Solver):
     def __init__(self, worker, index: int, p):
         spec = worker.spec
         job = worker.ctx.job
-        if job.scheme.kind == "implicit":
-            raise MultigridError(f"multigrid {p.name!r}: an implicit scheme re-runs the finest level's steps "
-                                 "within a window, which the coarse levels cannot follow. Fix: use scheme: "
-                                 "{kind: explicit}")
         options = {"ksp_type": p.outer, "pc_type": "python",
                    "pc_python_type": f"{__name__}.CyclePC", _OPTION_KEY: str(index),
                    "ksp_norm_type": "unpreconditioned", "ksp_rtol": repr(p.tolerance), "ksp_atol": "0",

@@ -82,3 +82,17 @@ def test_smoother_settings():
     p = only(edited(lambda d: d["patterns"][0].update(smoother={"type": "jacobi"})), "patterns[0].smoother.type")
     assert "multicolor" in p.message and "petsc" in p.fix
     p = only(edited(lambda d: d["patterns"][0].update(transfer="cubic")), "patterns[0].transfer")
+
+
+def test_an_implicit_scheme_is_refused_before_launch():
+    """The coarse levels solve once per step; an implicit scheme's re-runs of a window would leave them behind."""
+    def edit(d):
+        d["solvers"].update(a={"kind": "test.null", "ranks": 1}, b={"kind": "test.null", "ranks": 1})
+        d["couplings"] = [{"from": "a.out", "to": "b.in"}, {"from": "b.out", "to": "a.in"}]
+        d["scheme"] = {"kind": "implicit", "max_iterations": 5,
+                       "convergence": [{"field": "b.in", "relative": 1e-6}]}
+    with pytest.raises(SpecError) as info:
+        parse_spec(yaml.safe_dump(edited(edit)))
+    found = [p for p in info.value.problems if p.path == "patterns[0].levels[0]"]
+    assert found and "scheme.kind is implicit" in found[0].message, [str(p) for p in info.value.problems]
+    assert "kind: explicit" in found[0].fix

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from couplings.grid_transfer import Box
+
 __all__ = ["Rectangle", "SIDES", "RowBlock", "local_rows", "cell_rows", "reference_gradients",
            "reference_matrices"]
 
@@ -29,15 +31,8 @@ SIDES: tuple[str, ...] = ("left", "right", "bottom", "top")
 
 
 @dataclass(frozen=True)
-class Rectangle:
-    """The grid [x0, x1] x [y0, y1] [m] with nx x ny cells."""
-
-    x0: float
-    x1: float
-    y0: float
-    y1: float
-    nx: int
-    ny: int
+class Rectangle(Box):
+    """The grid [x0, x1] x [y0, y1] [m] with nx x ny cells (numbering and ownership: :class:`Box`)."""
 
     @property
     def hx(self) -> float:
@@ -48,16 +43,6 @@ class Rectangle:
     def hy(self) -> float:
         """Cell height [m]."""
         return (self.y1 - self.y0) / self.ny
-
-    @property
-    def n_nodes(self) -> int:
-        """Number of nodes, (nx + 1) (ny + 1)."""
-        return (self.nx + 1) * (self.ny + 1)
-
-    def ownership(self, size: int, rank: int) -> tuple[int, int]:
-        """Half-open range [lo, hi) of global node numbers owned by ``rank``."""
-        n = self.n_nodes
-        return n * rank // size, n * (rank + 1) // size
 
     def coordinates(self, nodes: np.ndarray) -> np.ndarray:
         """Coordinates [m], shape (len(nodes), 2), of global node numbers ``nodes``."""

@@ -260,6 +260,9 @@ class EpiNetworkSolver(Solver):
         self.step_index = 0
         #: wall seconds of this rank in advance(): [compute, collectives (exchange + reduce)]; not state
         self.seconds = np.zeros(2)
+        #: CPU seconds of this thread in advance()'s compute parts (the numba kernels run in it); unlike
+        #: the wall seconds not inflated while the rank is descheduled on a loaded machine; not state
+        self.compute_cpu_seconds = 0.0
         self.fit = np.zeros((nreg, 5))        # per region: n, sum t, sum t^2, sum y, sum t*y
         self.t0 = float(t0)
         self.iso = np.array([1.0 if kind == "households" else p.testing.isolation_factor
@@ -317,7 +320,7 @@ class EpiNetworkSolver(Solver):
         if not dt > 0:
             raise ValueError(f"epi.network: the step must be > 0 days, got dt = {dt}")
         self._sync_inputs()
-        c0 = time.perf_counter()
+        c0, u0 = time.perf_counter(), time.thread_time()
         t1 = t + dt
         base = p.beta * self.weights * self._layer_factors(t)
         cf = np.maximum(self.contact_factor, 0.0)
@@ -335,10 +338,10 @@ class EpiNetworkSolver(Solver):
             float(t), float(dt), self.step_index, p.seed, self.active, self.n_active, self.status, self.t_inf,
             self.t_rec, self.t_det, self.region, self.indptr, self.indices, self.elayer, rate, self.iso,
             self.lo, self.hi, p.travel_fraction, self.new_local, n_new, self.remote, self.exported)
-        c1 = time.perf_counter()
+        c1, u1 = time.perf_counter(), time.thread_time()
         if self.size > 1:
             n_new = self._exchange(n_remote, n_new)
-        c2 = time.perf_counter()
+        c2, u2 = time.perf_counter(), time.thread_time()
         self.n_active = K.settle_step(float(t1), self.active, self.n_active, self.status, self.t_inf,
                                       self.t_rec, self.region, self.counts)
         self.n_active = K.infect(self.new_local[:n_new], float(t1), p.seed, self.lo, p.sigma or 0.0, p.gamma,
@@ -347,6 +350,7 @@ class EpiNetworkSolver(Solver):
                                  self.incidence, self.active, self.n_active)
         self.step_index += 1
         c3 = time.perf_counter()
+        self.compute_cpu_seconds += (u1 - u0) + (time.thread_time() - u2)
         self._reduce()
         self._fit_growth(t + 0.5 * dt, dt)
         self.seconds[0] += (c1 - c0) + (c3 - c2)

@@ -23,6 +23,12 @@ nearest-neighbour mapping, 1 rank each, time per window on participant A:
 before a change, ``git archive <commit> | tar -x -C TREE``), interleaved with
 this one, and print both: before/after under the same machine load.
 ``--repeat N``: best (lowest mean) of N runs per case.
+``--percentile P``: print the P-th percentile of the per-window times instead of
+the mean (msorch and raw alike; on a loaded machine the mean measures the load,
+a low percentile the windows that ran undisturbed).
+The implicit case takes the sending-side convergence sums (two 1-rank solvers,
+no acceleration); ``MSORCH_CONVERGENCE_REDUCTION=1`` in the environment
+measures it with the per-iteration ``Allreduce`` instead.
 """
 from __future__ import annotations
 
@@ -67,9 +73,16 @@ def env(root: Path = ROOT):
                 OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
+STAT = None   # None: mean; else the percentile (--percentile)
+
+
+def _stat(t: np.ndarray) -> float:
+    return float(t.mean() if STAT is None else np.percentile(t, STAT))
+
+
 def msorch_window(n: int, windows: int, ranks: int, workdir: Path, implicit: bool = False,
                   root: Path = ROOT) -> float:
-    """Mean seconds per window over the last 80 % of ``windows`` (msorch from ``root``)."""
+    """Seconds per window (mean or --percentile) over the last 80 % of ``windows`` (msorch from ``root``)."""
     import h5py
     tag = f"{n}_{ranks}_{'i' if implicit else 'e'}_{abs(hash(str(root)))}"
     spec = workdir / f"w_{tag}.yaml"
@@ -82,12 +95,12 @@ def msorch_window(n: int, windows: int, ranks: int, workdir: Path, implicit: boo
         if implicit:
             assert (f["coupling/iterations"][:] == 1).all(), "every implicit window must take one iteration"
     shutil.rmtree(out)
-    return float(t[len(t) // 5:].mean())
+    return _stat(t[len(t) // 5:])
 
 
 def raw_window(n: int, windows: int, ranks: int) -> float:
     cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-n", str(2 * ranks), sys.executable, __file__,
-           "--raw", str(n), str(windows)]
+           "--raw", str(n), str(windows), str(STAT)]
     out = subprocess.run(cmd, check=True, env=env(), capture_output=True, text=True).stdout
     return float(out.split()[-1])
 
@@ -109,7 +122,7 @@ def raw_main(n: int, windows: int):
         times.append(time.perf_counter() - t0)
     t = np.array(times)
     if rank == 0:
-        print(f"{t[len(t) // 5:].mean():.9e}")
+        print(f"{_stat(t[len(t) // 5:]):.9e}")
 
 
 def _us(seconds: float) -> str:
@@ -117,14 +130,18 @@ def _us(seconds: float) -> str:
 
 
 def main():
+    global STAT
     if "--raw" in sys.argv:
+        STAT = None if sys.argv[4] == "None" else float(sys.argv[4])
         raw_main(int(sys.argv[2]), int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", type=Path, help="another checkout of msorch to run beside this one")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the lowest mean is printed")
     parser.add_argument("--quick", action="store_true", help="n = 1 and 1,000 on 1+1 only")
+    parser.add_argument("--percentile", type=float, help="print this percentile of the per-window times, not the mean")
     args = parser.parse_args()
+    STAT = args.percentile
     trees = [ROOT] + ([args.compare.resolve()] if args.compare else [])
     cases = [c for c in CASES if c[0] <= 1000] if args.quick else CASES
     layouts = LAYOUTS[:1] if args.quick else LAYOUTS
@@ -133,7 +150,8 @@ def main():
         return [min(msorch_window(n, windows, ranks, Path(tmp), implicit, root) for _ in range(args.repeat))
                 for root in trees]
 
-    print("per-window cost of an explicit window, two no-op solvers, n doubles each way, coordinator included")
+    print("per-window cost of an explicit window, two no-op solvers, n doubles each way, coordinator included"
+          + ("" if STAT is None else f" ({STAT:g}th percentile of the per-window times)"))
     extra = f" {'--compare':>12}" if args.compare else ""
     print(f"{'n':>8} {'ranks':>6} {'msorch':>12}{extra} {'raw mpi4py':>12} {'ratio':>7}   "
           "preCICE 3.4.1 C++ (m2n:mpi, no logging, parallel-explicit, 1+1)")

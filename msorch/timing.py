@@ -1,9 +1,9 @@
 """Where a solver rank spends its wall time, per window: the timeline of a run.
 
-Each rank keeps one :class:`PhaseClock`.  The worker calls :meth:`PhaseClock.lap`
-at the boundaries of its phases (a few times per window and stage, never per
-sub-step); a lap adds the time since the previous lap to one phase.  Plain
-Python floats in a list: no allocation in the window loop.
+Each rank keeps one :class:`PhaseClock`.  The worker marks the ends of its phases
+(a few times per window and stage, never per sub-step); a lap's time since the
+previous lap counts for its phase.  The window loop only appends to a flat list;
+the rows are made once per report (:meth:`PhaseClock.take_rows`).
 
 Phases (columns of ``results.h5:/timing/<solver>.phases``):
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 _perf = time.perf_counter   # bound once: lap() runs a few times per window
 
 PHASES = ("compute", "wait", "exchange", "output", "checkpoint")
@@ -33,27 +35,50 @@ TAG_TIMING = 17   # group root -> coordinator: phase rows (float64, n_rows * n_r
 
 
 class PhaseClock:
-    """Accumulates wall seconds per phase since the last :meth:`row`."""
+    """Records phase boundaries; turns them into seconds per phase and window at report time.
 
-    __slots__ = ("acc", "_last")
+    The window loop only appends: ``marks += (phase, perf_counter())`` at a phase's end
+    (:meth:`lap`, or written out in the hot path: no method call) and ``marks += END``
+    at a window's end (:meth:`flush_into`).  :meth:`take_rows` makes the rows (one per
+    window end recorded) with numpy, once per report: the same numbers a per-window
+    accumulator gives (a lap's seconds are its time minus the previous lap's, added to
+    its phase in order), without the per-window arithmetic.
+    """
+
+    __slots__ = ("marks", "_last")
+    END = (-1, 0.0)
 
     def __init__(self):
-        self.acc = [0.0] * len(PHASES)
-        self._last = time.perf_counter()
+        self.marks: list = []              # flat (phase, seconds) pairs; phase -1: a window's end
+        self._last = time.perf_counter()   # the previous lap's time (the clock's start)
 
     def lap(self, phase: int) -> None:
         """Charge the time since the previous lap to ``phase``."""
-        now = _perf()
-        self.acc[phase] += now - self._last
-        self._last = now
+        self.marks += (phase, _perf())
 
-    def row(self) -> list[float]:
-        """This window's seconds per phase; starts the next window's row."""
-        out, self.acc = self.acc, [0.0] * len(PHASES)
-        return out
+    def flush_into(self, rows: list | None = None) -> None:
+        """End this window's row (the next laps go to the next window's).  ``rows``: unused
+        (kept for callers of the per-window form)."""
+        self.marks += PhaseClock.END
 
-    def flush_into(self, rows: list) -> None:
-        """Append this window's seconds per phase to the flat list ``rows``; start the next row."""
-        acc = self.acc
-        rows += acc
-        acc[:] = _ZEROS
+    def take_rows(self) -> np.ndarray:
+        """(n_windows, len(PHASES)) seconds of the windows ended since the last call.
+
+        Laps after the last window end stay for the next call.
+        """
+        marks = self.marks
+        flat = np.array(marks, dtype=np.float64).reshape(-1, 2)
+        ends = np.flatnonzero(flat[:, 0] < 0)
+        if not len(ends):
+            return np.zeros((0, len(PHASES)))
+        done = flat[:ends[-1] + 1]
+        del marks[:2 * (ends[-1] + 1)]
+        lap = done[:, 0] >= 0
+        times = done[lap, 1]
+        seconds = np.diff(times, prepend=self._last)
+        if len(times):
+            self._last = times[-1]
+        window = np.cumsum(~lap)[lap]          # window ends before each lap = its row
+        rows = np.zeros((len(ends), len(PHASES)))
+        np.add.at(rows, (window, done[lap, 0].astype(np.intp)), seconds)
+        return rows

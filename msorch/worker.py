@@ -8,10 +8,12 @@ It knows nothing of other solvers beyond the channels' far ends.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from mpi4py import MPI
 
 from . import registry
 from .channel import Channel, ChannelError, Endpoint
@@ -20,7 +22,10 @@ from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT
 from .output import GroupWriter
 from .schedule import Interpolation, checkpoint_due, interpolation
 from .solver import field_info_mismatches
-from .timing import CHECKPOINT, COMPUTE, EXCHANGE, OUTPUT, PHASES, TAG_TIMING, WAIT, PhaseClock
+from .timing import CHECKPOINT, COMPUTE, EXCHANGE, OUTPUT, TAG_TIMING, WAIT, PhaseClock
+
+
+TAG_RESIDUALS = 19   # between the two iterating ranks (ctx.solvers): convergence sums, see _bind_residuals
 
 
 def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.ndarray, what: str) -> np.ndarray:
@@ -33,6 +38,14 @@ def _match_points(points: np.ndarray, old_points: np.ndarray, old_values: np.nda
         raise RuntimeError(f"{what}: this rank's points are not in the checkpoint; a layout change "
                            "needs the same global point set")
     return old_values[:, idx]
+
+
+def _reads_sample0(interp: Interpolation) -> bool:
+    """Whether a receiver's sub-steps read sample 0 (the window start) of a waveform.
+
+    :meth:`Worker._input_at` reads ``used[i0]`` always and ``used[i1]`` when ``w1 != 0``.
+    """
+    return any(i0 == 0 or (w1 != 0.0 and i1 == 0) for i0, i1, w1 in zip(interp.i0, interp.i1, interp.w1))
 
 
 class CouplingDataError(RuntimeError):
@@ -161,7 +174,6 @@ class Worker:
         self.writer = GroupWriter(self.group, self.ctx.outdir, self.name, self.spec.output)
         self.n_measures = len(self.ctx.plan.converged_on)
         self.rows: list[float] = []          # flat report rows (messages.report_width columns)
-        self.phase_rows: list[float] = []    # flat: per window, seconds per timing.PHASES
         self.clock = PhaseClock()
 
     def _initial_exchange(self):
@@ -223,8 +235,86 @@ class Worker:
             inb.channel.bind_recv(None if self.implicit else inb.used[1:])
         self._fresh = [inb for inb in self.inbound if inb.fresh]
         self._closing = [inb for inb in self.inbound if not inb.fresh]
+        # Explicit windows: the end-of-window copies into sample 0 (the next window's start)
+        # only where a sub-step reads sample 0 (a receiver with more steps than the sender has
+        # samples) or, for loop-closing data, where samples 1..k_s-1 exist; the others are made
+        # by _sync_window_start before anything else reads the waveform (checkpoint, end of run).
+        # At n = 1 a copy is ~0.6 us of numpy dispatch per inbound and window.
+        lazy = lambda inb: not self.implicit and not _reads_sample0(inb.interp)
+        self._fresh_copy = [inb for inb in self._fresh if not lazy(inb)]
+        self._closing_copy = [inb for inb in self._closing if not (lazy(inb) and len(inb.used) == 2)]
+        self._deferred = [inb for inb in self.inbound if inb not in self._fresh_copy + self._closing_copy]
         self._puts = [[(inb.field, inb.exact[s], inb) for inb in self.inbound] for s in range(self.spec.substeps)]
         self._gets = [[(out.field, out.views[s]) for out in self.outbound] for s in range(self.spec.substeps)]
+        self._sent_measures, self._sum_requests = [], []
+        if self.implicit:
+            self._bind_residuals()
+
+    def _bind_residuals(self):
+        """Where it is exact, measure convergence on the sending side: no reduction per iteration.
+
+        The receiver's residual of a loop-closing coupling is ``data - used[1:]``.  Without
+        acceleration ``used[1:]`` is what the sender sent in the previous iteration (its last
+        sample, held, at a window's first iteration), and with one rank per side and the
+        identity map ``data`` is the sender's block itself: the sender can compute the same
+        sums from the same bits before it sends.  With two iterating ranks, each measure then
+        has one contributor, known to both ranks after one tiny message each way that travels
+        beside the data; the convergence ``Allreduce`` (one more synchronisation per
+        iteration, ~3-5 us of an n = 1 window) is not needed, and ``x + 0.0`` keeps the totals
+        bitwise those of the reduction.  Collective over ``ctx.solvers``; every rank decides
+        the same (a MIN reduction of the local conditions, once).  Otherwise nothing changes.
+        ``MSORCH_CONVERGENCE_REDUCTION=1`` in the environment keeps the reduction (tests and
+        benchmarks compare the two).
+        """
+        job, plan, comm = self.job, self.ctx.plan, self.ctx.solvers
+        measured = {i: m for m, i in enumerate(plan.converged_on)}
+        ok = (self.n_measures > 0 and not os.environ.get("MSORCH_CONVERGENCE_REDUCTION") and job.scheme.acceleration is None and comm.Get_size() == 2
+              and self.group.Get_size() == 1 and not self.hooks
+              and not any(i in plan.fresh or job.couplings[i].source in job.driven
+                          or job.couplings[i].target in job.driven for i in measured)
+              and all(inb.channel._op is None and len(inb.channel._recv_from) == 1
+                      for inb in self.inbound if inb.index in measured))
+        flag = np.array([int(ok)], dtype=np.int64)
+        comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
+        if not flag[0]:
+            return
+        peer = 1 - comm.Get_rank()
+        # What each receiver uses now (restored after a restart) becomes its sender's "previous".
+        requests = [comm.Isend(inb.used[1:], dest=peer, tag=TAG_RESIDUALS)
+                    for inb in sorted(self.inbound, key=lambda inb: inb.index) if inb.index in measured]
+        sent = sorted((ch.tag - TAG_CHANNEL0, out) for out in self.outbound for ch in out.channels
+                      if ch.tag - TAG_CHANNEL0 in measured)
+        for i, out in sent:
+            prev = np.empty_like(out.samples)
+            comm.Recv(prev, source=peer, tag=TAG_RESIDUALS)
+            m = measured[i]
+            # Python floats straight into the (n_measures, 2) sums through a flat memoryview:
+            # with one contributor per measure, 0.0 + x (the reduction's value) is x itself.
+            self._sent_measures.append((2 * m, out.samples, prev, self.measure_end[m],
+                                        out.samples.dtype.kind == "c"))
+        MPI.Request.Waitall(requests)
+        self.measure_of = {}          # the receivers measure nothing now
+        self._peer_sums = np.zeros_like(self._sums)
+        self._sums_flat = memoryview(self._sums.reshape(-1))
+        self._peer_flat = memoryview(self._peer_sums.reshape(-1))
+        self._sum_requests = [comm.Send_init(self._sums, dest=peer, tag=TAG_RESIDUALS),
+                              comm.Recv_init(self._peer_sums, source=peer, tag=TAG_RESIDUALS)]
+
+    def _measure_sent(self) -> None:
+        """The convergence sums of this rank's measured outputs (see :meth:`_bind_residuals`).
+
+        The same operations on the same bits as :meth:`_measure` on the receiving side.
+        """
+        flat = self._sums_flat
+        for at, block, prev, end, complex_ in self._sent_measures:
+            if end:
+                data, r = block[-1], block[-1] - prev[-1]
+            else:
+                data, r = block, block - prev
+            if complex_:
+                flat[at], flat[at + 1] = float(np.vdot(r, r).real), float(np.vdot(data, data).real)
+            else:
+                flat[at], flat[at + 1] = float(np.vdot(r, r)), float(np.vdot(data, data))
 
     def _next_event(self, w: int, control: Control) -> int:
         """The first window >= ``w`` after which this rank may report, checkpoint or stop.
@@ -258,7 +348,7 @@ class Worker:
         last_window_done = perf()
         self.stopped_early = False
         clock = self.clock = PhaseClock()
-        rows, phase_rows, explicit = self.rows, self.phase_rows, not self.implicit
+        rows, marks, window_end, explicit = self.rows, clock.marks, PhaseClock.END, not self.implicit
         no_residuals = (0.0,) * self.n_measures
         next_event = NONE
         for w in range(first_window, n_windows):
@@ -285,12 +375,13 @@ class Worker:
                 clock.lap(OUTPUT)
             # Without output the loop's own few statements since the last lap are
             # charged to the next window's first phase: one clock read less per window.
-            clock.flush_into(phase_rows)
+            marks += window_end
             if w == next_event:
                 if self._after_event(w, control):
                     break
                 next_event = self._next_event(w + 1, control)
         self.phase = "finalize"
+        self._sync_window_start()
         for ch in self._sends:
             ch.wait_sent()
         self.writer.close()
@@ -318,6 +409,7 @@ class Worker:
             before_steps()
         for ch in self._sends:
             ch.wait_sent()           # the previous window's sends: their blocks are rewritten now
+        marks, perf = clock.marks, time.perf_counter     # clock.lap(...), written out
         dt = self.spec.dt
         for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
             self.step += 1
@@ -329,14 +421,17 @@ class Worker:
             self.phase = "get"
             for field, view in gets:
                 view[...] = solver.get(field)
-        clock.lap(COMPUTE)
+        marks += (COMPUTE, perf())
         self.phase = "send"
+        if self._sum_requests:
+            self._measure_sent()
+            MPI.Prequest.Startall(self._sum_requests)   # the sums travel beside the data
         for out in self.outbound:
             if out.finite is not None and not out.finite():
                 self._check_finite(out, len(out.samples))
             for ch in out.channels:
                 ch.send_bound()
-        clock.lap(EXCHANGE)
+        marks += (EXCHANGE, perf())
         self.phase = "receive"
 
     def _explicit_window(self, w: int) -> None:
@@ -358,10 +453,22 @@ class Worker:
         self._steps_and_send(solver, clock, self._t0 + w * self._width)
         for inb in self._closing:
             inb.channel.recv_bound()       # lands in used[1:]; held constant over the next window
+        for inb in self._closing_copy:
             inb.head[...] = inb.last
-        for inb in self._fresh:
+        for inb in self._fresh_copy:
             inb.first[...] = inb.last
-        clock.lap(WAIT)
+        clock.marks += (WAIT, time.perf_counter())
+
+    def _sync_window_start(self) -> None:
+        """Make the end-of-window copies that explicit windows defer (see :meth:`_bind`).
+
+        Idempotent: afterwards every waveform is exactly what the per-window copies give.
+        """
+        for inb in getattr(self, "_deferred", ()):
+            if inb.fresh:
+                inb.first[...] = inb.last
+            else:
+                inb.head[...] = inb.last
 
     # --- checkpoints ----------------------------------------------------------
     def _checkpoint(self, w: int):
@@ -374,6 +481,7 @@ class Worker:
 
     def checkpoint_state(self) -> dict[str, np.ndarray]:
         """Everything this rank needs to continue bitwise: solver, waveforms, accelerator, output count."""
+        self._sync_window_start()
         state = {f"solver.{k}": np.asarray(v) for k, v in self.solver.state().items()}
         for inb in self.inbound:
             state[f"inbound.{inb.index}"] = inb.used
@@ -424,7 +532,7 @@ class Worker:
     def _report(self):
         # Every rank's phase rows go to the root (one small Gather per report), then to rank 0.
         # Both lists are flat (filled with += in the loop) and emptied in place.
-        phases = np.array(self.phase_rows, dtype=np.float64).reshape(-1, len(PHASES))
+        phases = self.clock.take_rows()
         gathered = np.empty((self.group.Get_size(), *phases.shape)) if self.root else None
         self.group.Gather(phases, gathered, root=0)
         if self.root and self.rows:
@@ -432,7 +540,6 @@ class Worker:
             self.ctx.world.Send(rows, dest=0, tag=TAG_REPORT)
             self.ctx.world.Send(np.ascontiguousarray(gathered.transpose(1, 0, 2)), dest=0, tag=TAG_TIMING)
         self.rows.clear()
-        self.phase_rows.clear()
 
     def _window(self, w: int) -> tuple[int, list[float], int]:
         """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
@@ -458,6 +565,8 @@ class Worker:
                 self._close_window()
                 return k + 1, rel, int(converged)
             self._accelerate()
+            for _, block, prev, _, _ in self._sent_measures:
+                prev[...] = block             # what the receiver uses in the next iteration
             self.clock.lap(EXCHANGE)
             self.phase = "restore"
             self.solver.restore(snapshot)
@@ -470,7 +579,8 @@ class Worker:
         Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
         """
         sums = self._sums
-        sums.fill(0.0)
+        if not self._sum_requests:     # (sending-side sums: each rank rewrites only its own entries)
+            sums.fill(0.0)
         clock, solver = self.clock, self.solver
         if self._fresh:
             clock.lap(EXCHANGE)
@@ -519,11 +629,16 @@ class Worker:
 
     def _converged(self, sums) -> tuple[list[float], int]:
         self.phase = "convergence"
-        total = self._total
-        self.ctx.solvers.Allreduce(sums, total)
+        if self._sum_requests:
+            MPI.Request.Waitall(self._sum_requests)     # started with this iteration's sends
+            flat = [a + b for a, b in zip(self._sums_flat, self._peer_flat)]   # as the SUM reduction
+            pairs = zip(flat[0::2], flat[1::2])
+        else:
+            self.ctx.solvers.Allreduce(sums, self._total)
+            pairs = self._total.tolist()
         self.clock.lap(WAIT)
         rel, ok = [], True
-        for (r2, x2), (relative, absolute) in zip(total.tolist(), self.criteria):
+        for (r2, x2), (relative, absolute) in zip(pairs, self.criteria):
             r, x = math.sqrt(r2), math.sqrt(x2)
             rel.append(r / x if x > 0 else r)
             if relative is not None and not (r <= relative * x):
@@ -561,6 +676,8 @@ class Worker:
             inb.first[...] = inb.last
         for inb in self._closing:
             inb.used[...] = inb.new[-1]
+        for _, block, prev, _, _ in self._sent_measures:
+            prev[...] = block[-1]             # the receiver holds the last sample
 
     def _check_finite(self, out: Outbound, k: int):
         block = out.samples[:k]

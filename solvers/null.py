@@ -36,12 +36,24 @@ class NullSolver(Solver):
         self.value_in = np.zeros(hi - lo)
         self.value_out = np.zeros(hi - lo)
         self._offset = np.array(self.params.offset)   # 0-d array: np.add converts no Python float per step
+        # Up to 8 points: element-wise over memoryviews (~0.2 us per step at n = 1) instead of
+        # np.add (~1.1 us of ufunc dispatch here).  Python float addition is the same IEEE
+        # double addition, so the values are bitwise those of np.add.
+        self._small = len(self.value_in) <= 8
+        if self._small:
+            self._mv_in, self._mv_out = memoryview(self.value_in), memoryview(self.value_out)
+            self._range, self._off = range(len(self.value_in)), float(self.params.offset)
 
     def fields(self):
         return {name: FieldSpec("float64", 1, "1", self.points) for name in ("in", "out")}
 
     def advance(self, t, dt):
-        np.add(self.value_in, self._offset, out=self.value_out)
+        if self._small:
+            out, inp, off = self._mv_out, self._mv_in, self._off
+            for k in self._range:
+                out[k] = inp[k] + off
+        else:
+            np.add(self.value_in, self._offset, out=self.value_out)
 
     def get(self, name):
         return self.value_out

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from msorch.messages import NONE, Control
-from msorch.schedule import checkpoint_due
+from msorch.schedule import checkpoint_due, interpolation
 from msorch.timing import PHASES, PhaseClock
-from msorch.worker import Worker, _finite_test
+from msorch.worker import Worker, _finite_test, _reads_sample0
 
 
 def _job(n_windows, every):
@@ -70,12 +70,63 @@ def test_finite_test_small_and_large_blocks():
     assert _finite_test(np.zeros((1, 4, 1), dtype=np.int64)) is None
 
 
-def test_phase_clock_flush_into_appends_and_restarts_the_row():
+def test_phase_clock_rows_equal_per_window_accumulation():
+    """Reference: the per-window accumulator the loop used before (acc[phase] += now - last,
+    one row per window end), fed the same clock readings; laps after the last window end
+    carry over to the next take_rows."""
+    rng = np.random.default_rng(3)
     clock = PhaseClock()
-    rows: list[float] = []
-    clock.acc[1] = 2.5
-    clock.flush_into(rows)
-    clock.acc[0] = 1.0
-    clock.flush_into(rows)
-    assert np.array(rows).reshape(-1, len(PHASES)).tolist() == [[0, 2.5, 0, 0, 0], [1.0, 0, 0, 0, 0]]
-    assert clock.acc == [0.0] * len(PHASES)
+    last, acc, expected = clock._last, [0.0] * len(PHASES), []
+    t = last
+    for window in range(50):
+        for _ in range(int(rng.integers(0, 6))):
+            t += float(rng.exponential(1e-5))
+            phase = int(rng.integers(0, len(PHASES)))
+            clock.marks += (phase, t)
+            acc[phase] += t - last
+            last = t
+        clock.flush_into()
+        expected.append(acc)
+        acc = [0.0] * len(PHASES)
+        if window in (20, 49):
+            t += 1e-6
+            clock.lap(1)            # after the window's end: counted in the next row
+            acc[1] += clock.marks[-1] - last
+            last = clock.marks[-1]
+            rows = clock.take_rows()
+            assert rows.tolist() == expected, window
+            expected = []
+    assert clock.marks[0] == 1 and len(clock.marks) == 2
+    assert clock.take_rows().shape == (0, len(PHASES))
+
+
+@pytest.mark.parametrize("waveform", ["linear", "constant"])
+def test_reads_sample0_matches_the_interpolation_weights(waveform):
+    """Explicit windows skip the end-of-window copy into sample 0 only where no sub-step
+    reads it.  Reference: evaluate every sub-step's input with sample 0 set to NaN and
+    the others finite (``Worker._input_at``'s arithmetic); an input is NaN exactly when
+    sample 0 is read."""
+    for k_s, k_r in itertools.product(range(1, 7), range(1, 7)):
+        ip = interpolation(k_s, k_r, waveform)
+        used = np.arange(1.0, k_s + 2.0)
+        used[0] = np.nan
+        inputs = [used[i0] if w1 == 0.0 else used[i0] * w0 + w1 * used[i1]
+                  for i0, i1, w0, w1 in zip(ip.i0, ip.i1, ip.w0, ip.w1)]
+        assert _reads_sample0(ip) == any(np.isnan(inputs)), (k_s, k_r, waveform)
+
+
+def test_null_solver_small_path_is_bitwise_np_add():
+    """solvers/null.py adds its offset element-wise over memoryviews up to 8 points;
+    reference: np.add on the same float64 values (subnormal, huge, signed zero, NaN)."""
+    from mpi4py import MPI
+    from solvers.null import NullParams, NullSolver
+    values = np.array([5e-324, -0.0, 1e308, np.nan, 0.1, -3.7, 1 / 3, 2.0 ** 52])
+    for n in (1, 3, 8, 9):
+        for offset in (0.0, 1.0, -1e308, 0.1):
+            solver = NullSolver(MPI.COMM_SELF, NullParams(n=n, offset=offset))
+            solver.initialize(0.0)
+            data = np.resize(values, n)
+            solver.put("in", data)
+            solver.advance(0.0, 1.0)
+            with np.errstate(over="ignore"):
+                assert solver.get("out").tobytes() == np.add(data, offset).tobytes(), (n, offset)

@@ -8,6 +8,7 @@ simulated by epi.network alone) for the epidemic curves.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -19,11 +20,14 @@ from conftest import ROOT
 JOBS = ROOT / "jobs"
 
 
-def scaled(name: str, factor: int, tmp_path, end: float | None = None):
-    """A copy of jobs/<name>.yaml with every population, agent count and initial count x ``factor``."""
+def scaled(name: str, factor: int, tmp_path, end: float | None = None, member: int = 0):
+    """A copy of jobs/<name>.yaml with every population, agent count and initial count x ``factor``;
+    ``member`` > 0 adds ``member`` to the seed of every solver that has one (an ensemble member)."""
     spec = yaml.safe_load((JOBS / f"{name}.yaml").read_text())
     for s in spec["solvers"].values():
         p = s["params"]
+        if "seed" in p:
+            p["seed"] += member
         for key in ("n_agents", "initial_infected"):
             if key in p:
                 p[key] *= factor
@@ -33,7 +37,7 @@ def scaled(name: str, factor: int, tmp_path, end: float | None = None):
                     r[key] *= factor
     if end is not None:
         spec["time"]["end"] = end
-    path = tmp_path / f"{name}_x{factor}.yaml"
+    path = tmp_path / f"{name}_x{factor}_m{member}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
@@ -116,49 +120,94 @@ def susceptibles(out, hybrid: bool) -> np.ndarray:
         return f["agents/S"][:]
 
 
+MEMBERS = 8      # ensemble size: seeds 11..18 of the agents (t9 / agents), 5..12 of the mobility routing
+
+
+def member_stats(out, hybrid: bool, pop: np.ndarray) -> dict:
+    """One run's per-region numbers, each shape (10,): peak prevalence [persons], peak day [day]
+    (:func:`peak_day`), final attack [fraction of residents], own course (1 % attack -> peak) [days];
+    plus compute seconds (scalar, :func:`compute_seconds`) and the times (T,) [day]."""
+    t, i = curves(out, hybrid)
+    s = susceptibles(out, hybrid)
+    day = np.array([peak_day(t, i[:, k]) for k in range(10)])
+    return {"t": t, "height": i.max(axis=0), "day": day, "final": 1 - s[-1] / pop,
+            "course": day - [takeoff_day(t, s[:, k], pop[k]) for k in range(10)],
+            "cost": compute_seconds(out)}
+
+
 @pytest.mark.verify
 def test_hybrid_follows_the_all_agent_run_at_lower_cost(msorch, tmp_path):
-    """Must show 4 on the 5x system (city 150,000 ... t9 30,000; 715,000 agents in the all-agent run).
-    The compartment regions use epi.meta's edge-based network model (mixing: network, onset: step-end).
+    """Must show 4 on the 5x system (city 150,000 ... t9 30,000; 715,000 agents in the all-agent run),
+    as expected curves: both jobs run as ensembles of MEMBERS = 8 members; member m adds m to the seed
+    of every seeded solver of both jobs (epi.network t9 / agents: seeds 11..18; the all-agent job's
+    mobility epi.meta, chain-binomial routing: 5..12; the hybrid's epi.meta towns are an ODE with
+    deterministic routing, no seed).  The compartment regions use epi.meta's edge-based network model
+    (mixing: network, onset: step-end).
 
-    Reference: the all-agent run (peer program), seed 11.  Asserted per region: peak prevalence within
-    5 %, final attack within 2 %, the region's own course -- days from 1 % attack to the peak (parabola
-    vertex, :func:`peak_day`) -- within 2 days, and the city's peak day within 2 days; >= 10x fewer
-    compute seconds (summed over solvers and ranks; wall time printed only).
-    NOT asserted within 2 days: the towns' peak days.  A town's epidemic starts from a few infectious
-    visitors, so its take-off day is random: over all-agent seeds 11-19 the towns' peak days have
-    standard deviations 1.2-2.7 days (t6: 94.9, 92.3, 89.7, 90.8, 89.3, ...), heights differ by up
-    to 12 % (t9), and a single reference run is within 2 days of the hybrid for 33-78 % of the seeds
-    per town.  Against the 9-seed mean the hybrid's peak days are within -1.8 .. +0.7 days for the
-    9 compartment regions (-2.3 for t9, itself one agent realization), heights within -1.6 .. +0.7 %.  Measured (seed 11): heights -3.5 .. +2.0 %, own course -1.7 .. +1.5 days,
-    peak days -6.2 .. +2.6 (t6 -6.2, t7 -4.5, t8 -2.5, t4 +2.6; 6/10 within 2), cost x19 or more.
-    The towns' peak days are asserted within 8 days (the reference's own spread x 2).
+    Reference: the all-agent ensemble (peer program: the same system simulated by epi.network alone).
+    Asserted per region, hybrid ensemble mean vs all-agent ensemble mean: peak prevalence within 5 %,
+    peak day (parabola vertex, :func:`peak_day`) within 2 days, final attack within 2 %; >= 10x fewer
+    compute seconds summed over all members (solvers and ranks; wall time printed only).
+    Why means: the issue's 5 % / 2 days applies to the expected epidemic curve.  One realisation
+    cannot meet it: a town's epidemic starts from a few infectious visitors, so its take-off day is
+    random -- over all-agent seeds 11-19 the towns' peak days have standard deviations 1.2-2.7 days
+    (city 0.6; t6: 94.9, 92.3, 89.7, 90.8, 89.3, ...) and heights differ by up to 12 % (t9); one
+    all-agent run was within 2 days of the hybrid for only 33-78 % of the seeds per town.  With 8
+    members the standard error of each mean peak day is 0.4-1.0 day, of each mean height < 2 %
+    (printed), so the tolerances are not loosened: 2 days is ~2-3 SE of the difference.
+    Seed-11 single-run numbers are printed as before (heights -3.5 .. +2.0 %, peak days -6.2 .. +2.6).
     """
-    hyb, ref = tmp_path / "hybrid", tmp_path / "allagents"
-    wall_h = run(msorch, scaled("epi_hybrid", 5, tmp_path), hyb)
-    wall_r = run(msorch, scaled("epi_hybrid_allagents", 5, tmp_path), ref)
-    th, ih = curves(hyb, True)
-    tr, ir = curves(ref, False)
-    assert np.array_equal(th, tr)
     pop = 5.0 * np.array([30000, 20000, 18000, 16000, 14000, 12000, 10000, 9000, 8000, 6000])
-    sh, sr = susceptibles(hyb, True), susceptibles(ref, False)
-    height = ih.max(axis=0) / ir.max(axis=0) - 1
-    final = (1 - sh[-1] / pop) / (1 - sr[-1] / pop) - 1
-    ph = np.array([peak_day(th, ih[:, k]) for k in range(10)])
-    pr = np.array([peak_day(tr, ir[:, k]) for k in range(10)])
-    course = (ph - [takeoff_day(th, sh[:, k], pop[k]) for k in range(10)]) - \
-        (pr - [takeoff_day(tr, sr[:, k], pop[k]) for k in range(10)])
-    cost_h, cost_r = compute_seconds(hyb), compute_seconds(ref)
+    jobs = [(hybrid, m) for m in range(MEMBERS) for hybrid in (True, False)]
+
+    def one(job):
+        hybrid, m = job
+        name = "epi_hybrid" if hybrid else "epi_hybrid_allagents"
+        out = tmp_path / f"{name}_m{m}"
+        wall = run(msorch, scaled(name, 5, tmp_path, member=m), out)
+        return {**member_stats(out, hybrid, pop), "wall": wall}
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:    # two runs at a time on the 2 cores
+        results = list(pool.map(one, jobs))
+    wall = time.perf_counter() - t0
+    hyb = [r for (h, _), r in zip(jobs, results) if h]
+    ref = [r for (h, _), r in zip(jobs, results) if not h]
+    for r in hyb + ref:
+        assert np.array_equal(r["t"], hyb[0]["t"])
     names = ["city"] + [f"t{k}" for k in range(1, 10)]
+
+    h1, r1 = hyb[0], ref[0]                              # member 0 = seed 11: the single-run comparison
     for k in range(10):
-        print(f"{names[k]:>4}: peak hybrid {ih[:, k].max():.0f} all-agent {ir[:, k].max():.0f} ({height[k]:+.3f}), "
-              f"peak day {ph[k]:.1f} vs {pr[k]:.1f} ({ph[k] - pr[k]:+.1f}), own course {course[k]:+.1f} days, "
+        print(f"seed 11 {names[k]:>4}: peak hybrid {h1['height'][k]:.0f} all-agent {r1['height'][k]:.0f} "
+              f"({h1['height'][k] / r1['height'][k] - 1:+.3f}), peak day {h1['day'][k]:.1f} vs "
+              f"{r1['day'][k]:.1f} ({h1['day'][k] - r1['day'][k]:+.1f}), own course "
+              f"{h1['course'][k] - r1['course'][k]:+.1f} days, final attack "
+              f"{h1['final'][k] / r1['final'][k] - 1:+.4f}")
+
+    def mean_se(rs, key):
+        a = np.array([r[key] for r in rs])               # (MEMBERS, 10)
+        return a.mean(axis=0), a.std(axis=0, ddof=1) / np.sqrt(len(rs))
+
+    hh, hh_se = mean_se(hyb, "height")
+    rh, rh_se = mean_se(ref, "height")
+    hd, hd_se = mean_se(hyb, "day")
+    rd, rd_se = mean_se(ref, "day")
+    hf, _ = mean_se(hyb, "final")
+    rf, _ = mean_se(ref, "final")
+    hc, _ = mean_se(hyb, "course")
+    rc, _ = mean_se(ref, "course")
+    height, day, final = hh / rh - 1, hd - rd, hf / rf - 1
+    for k in range(10):
+        print(f"mean of {MEMBERS} {names[k]:>4}: peak hybrid {hh[k]:.0f}+-{hh_se[k]:.0f} all-agent "
+              f"{rh[k]:.0f}+-{rh_se[k]:.0f} ({height[k]:+.3f}), peak day {hd[k]:.2f}+-{hd_se[k]:.2f} vs "
+              f"{rd[k]:.2f}+-{rd_se[k]:.2f} ({day[k]:+.2f}), own course {hc[k] - rc[k]:+.2f} days, "
               f"final attack {final[k]:+.4f}")
-    print(f"compute seconds hybrid {cost_h:.2f} all-agent {cost_r:.2f} (x{cost_r / cost_h:.1f}); "
-          f"wall {wall_h:.1f} s vs {wall_r:.1f} s (x{wall_r / wall_h:.1f})")
+    cost_h, cost_r = sum(r["cost"] for r in hyb), sum(r["cost"] for r in ref)
+    print(f"compute seconds over {MEMBERS} members: hybrid {cost_h:.2f} all-agent {cost_r:.2f} "
+          f"(x{cost_r / cost_h:.1f}); wall per run hybrid {np.mean([r['wall'] for r in hyb]):.1f} s, "
+          f"all-agent {np.mean([r['wall'] for r in ref]):.1f} s (2 at a time); ensemble wall {wall:.1f} s")
     assert np.all(np.abs(height) < 0.05)
+    assert np.all(np.abs(day) <= 2.0)
     assert np.all(np.abs(final) < 0.02)
-    assert np.all(np.abs(course) <= 2.0)
-    assert abs(ph[0] - pr[0]) <= 2.0
-    assert np.all(np.abs(ph - pr) <= 8.0)
     assert cost_r / cost_h >= 10

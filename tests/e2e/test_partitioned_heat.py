@@ -82,6 +82,7 @@ def mean_iterations(msorch, tmp_path, right_end: float) -> dict[str, float]:
     return mean
 
 
+@pytest.mark.verify   # six runs to convergence (~25 s): a study, not a user path
 def test_acceleration_iterations_iqn_ils_le_aitken_lt_constant(msorch, tmp_path):
     """Mean fixed-point iterations per window for constant relaxation 0.5, Aitken, IQN-ILS.
 

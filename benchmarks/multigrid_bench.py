@@ -12,8 +12,9 @@ Dirichlet u = 1 + x^2 + 3 y^2 on all sides; x starts from zero; solved to ||b - 
   (coarse boundary columns removed, so R = P^T zeroes the restricted residual on the boundary exactly
   as the pattern does), redundant LU on the coarsest level, outer ``richardson`` measuring the true
   residual; the smoother is PETSc's ``richardson`` + ``sor`` with one step before and after (a local
-  symmetric Gauss-Seidel sweep per rank block: PETSc has no red-black Gauss-Seidel for AIJ), so one
-  PCMG smoothing step costs about one matrix-vector product and msorch's about two (one per colour).
+  symmetric Gauss-Seidel sweep per rank block: PETSc has no red-black Gauss-Seidel for AIJ); a
+  smoothing step costs about one matrix-vector product in both (msorch multiplies each colour's rows
+  only).
 * **GAMG**: PETSc's algebraic multigrid preconditioning CG, as a black-box reference (iterations
   and time, not the same cycle).
 

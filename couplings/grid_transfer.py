@@ -38,8 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Box", "TRANSFERS", "nesting_problem", "GridTransfer", "P1Transfer", "hull", "overlaps",
-           "prolongation_rows"]
+__all__ = ["Box", "TRANSFERS", "nesting_problem", "GridTransfer", "hull", "overlaps", "prolongation_rows"]
 
 TRANSFERS = ("bilinear", "p1")
 
@@ -149,11 +148,6 @@ class GridTransfer:
         for col in self.cols[1:]:
             out += np.bincount(col, quarter, minlength=n)
         return out
-
-
-def P1Transfer(fine: Box, coarse: Box, lo: int, hi: int) -> GridTransfer:
-    """The Galerkin-consistent P1 transfer (``GridTransfer(..., kind="p1")``)."""
-    return GridTransfer(fine, coarse, lo, hi, "p1")
 
 
 def overlaps(ranges_a, ranges_b) -> list[tuple[int, int, int, int]]:

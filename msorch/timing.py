@@ -30,7 +30,6 @@ _perf = time.perf_counter   # bound once: lap() runs a few times per window
 
 PHASES = ("compute", "wait", "exchange", "output", "checkpoint")
 COMPUTE, WAIT, EXCHANGE, OUTPUT, CHECKPOINT = range(len(PHASES))
-_ZEROS = (0.0,) * len(PHASES)
 TAG_TIMING = 17   # group root -> coordinator: phase rows (float64, n_rows * n_ranks * len(PHASES))
 
 
@@ -39,7 +38,7 @@ class PhaseClock:
 
     The window loop only appends: ``marks += (phase, perf_counter())`` at a phase's end
     (:meth:`lap`, or written out in the hot path: no method call) and ``marks += END``
-    at a window's end (:meth:`flush_into`).  :meth:`take_rows` makes the rows (one per
+    at a window's end (:meth:`end_window`).  :meth:`take_rows` makes the rows (one per
     window end recorded) with numpy, once per report: the same numbers a per-window
     accumulator gives (a lap's seconds are its time minus the previous lap's, added to
     its phase in order), without the per-window arithmetic.
@@ -56,9 +55,8 @@ class PhaseClock:
         """Charge the time since the previous lap to ``phase``."""
         self.marks += (phase, _perf())
 
-    def flush_into(self, rows: list | None = None) -> None:
-        """End this window's row (the next laps go to the next window's).  ``rows``: unused
-        (kept for callers of the per-window form)."""
+    def end_window(self) -> None:
+        """End this window's row (the next laps go to the next window's)."""
         self.marks += PhaseClock.END
 
     def take_rows(self) -> np.ndarray:

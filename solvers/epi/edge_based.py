@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEGREE_KINDS", "initial_state", "rhs", "settle", "excess_degree", "percolation_final_size"]
-
-DEGREE_KINDS = ("poisson", "regular")
+__all__ = ["initial_state", "rhs", "settle"]
 
 
 def _psi_derivs(kind: str, k: float, theta: np.ndarray):
@@ -61,17 +59,6 @@ def _psi_derivs(kind: str, k: float, theta: np.ndarray):
         return g, k * g
     th = np.maximum(theta, 0.0)
     return th ** (k - 1.0), (k - 1.0) * th ** (k - 2.0) if k >= 2 else np.zeros_like(th)
-
-
-def _psi(kind: str, k: float, theta: np.ndarray) -> np.ndarray:
-    if kind == "poisson":
-        return np.exp(k * (theta - 1.0))
-    return np.maximum(theta, 0.0) ** k
-
-
-def excess_degree(kind: str, k: float) -> float:
-    """psi''(1)/psi'(1): mean number of other contacts of a node reached along a contact."""
-    return k if kind == "poisson" else k - 1.0
 
 
 def initial_state(N: np.ndarray, S0: np.ndarray, E0: np.ndarray, I0: np.ndarray, R0: np.ndarray,
@@ -136,16 +123,3 @@ def settle(y: np.ndarray, sigma: float | None) -> None:
     y[:, e] += y[:, 8]
     y[:, pe] += y[:, 9]
     y[:, 8:10] = 0.0
-
-
-def percolation_final_size(kind: str, k: float, T: float) -> float:
-    """Fraction infected in a major outbreak from a vanishing seed: 1 - psi(theta_inf) with
-    theta_inf the smallest root in [0, 1) of theta = 1 - T + T psi'(theta)/psi'(1) (0 if none)."""
-    th = 0.0
-    for _ in range(100000):             # monotone iteration from 0 converges to the smallest root
-        d1, _ = _psi_derivs(kind, k, np.array([th]))
-        nxt = 1.0 - T + T * float(d1[0])
-        if abs(nxt - th) < 1e-15:
-            break
-        th = nxt
-    return 1.0 - float(_psi(kind, k, np.array([th]))[0])

@@ -430,10 +430,8 @@ class EpiMetaSolver(Solver):
         sigma, gamma = p.sigma, p.gamma
         n_all = self.n
         network = p.mixing == "network"
-        if network:
-            vb = beta * p.degree.mean if p.visitor_beta is None else p.visitor_beta
-        else:
-            vb = beta if p.visitor_beta is None else p.visitor_beta
+        # Default visitor rate: a resident's (network: per contact x contacts).
+        vb = (beta * p.degree.mean if network else beta) if p.visitor_beta is None else p.visitor_beta
 
         def infectious_all(I):
             full = np.zeros(n_all)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from couplings.grid_transfer import Box, GridTransfer, P1Transfer, hull, nesting_problem, overlaps
+from couplings.grid_transfer import Box, GridTransfer, hull, nesting_problem, overlaps
 from solvers.fem.grid import Rectangle, local_rows
 
 FINE, COARSE = Box(0.0, 2.0, -1.0, 0.5, 12, 8), Box(0.0, 2.0, -1.0, 0.5, 6, 4)
@@ -25,11 +25,11 @@ def test_prolongation_reproduces_linear_functions_and_coarse_values():
     any linear function on the coarse grid to its nodal values on the fine grid, exactly up to rounding."""
     xy_c, xy_f = coords(COARSE), coords(FINE)
     lin = lambda xy: 1.5 - 2.0 * xy[:, 0] + 0.75 * xy[:, 1]
-    got = P1Transfer(FINE, COARSE, 0, FINE.n_nodes).prolong(lin(xy_c))
+    got = GridTransfer(FINE, COARSE, 0, FINE.n_nodes, "p1").prolong(lin(xy_c))
     np.testing.assert_allclose(got, lin(xy_f), rtol=0, atol=1e-14)
     # A bilinear x*y is not P1 on the coarse cells: only the coarse nodes keep their values.
     bil = lambda xy: xy[:, 0] * xy[:, 1]
-    got = P1Transfer(FINE, COARSE, 0, FINE.n_nodes).prolong(bil(xy_c))
+    got = GridTransfer(FINE, COARSE, 0, FINE.n_nodes, "p1").prolong(bil(xy_c))
     at_coarse = np.isin(np.round(xy_f, 12).view([("", float)] * 2), np.round(xy_c, 12).view([("", float)] * 2))
     np.testing.assert_allclose(got[at_coarse.ravel()], bil(xy_c), atol=1e-14)
     assert np.abs(got - bil(xy_f)).max() > 1e-3
@@ -101,4 +101,4 @@ def test_nesting_problems_are_named():
     assert "do not nest" in nesting_problem(FINE, Box(0.0, 2.0, -1.0, 0.5, 5, 4))
     assert "box" in nesting_problem(FINE, Box(0.0, 1.0, -1.0, 0.5, 6, 4))
     with pytest.raises(ValueError, match="do not nest"):
-        P1Transfer(FINE, Box(0.0, 2.0, -1.0, 0.5, 6, 3), 0, 10)
+        GridTransfer(FINE, Box(0.0, 2.0, -1.0, 0.5, 6, 3), 0, 10, "p1")

@@ -85,7 +85,7 @@ def test_phase_clock_rows_equal_per_window_accumulation():
             clock.marks += (phase, t)
             acc[phase] += t - last
             last = t
-        clock.flush_into()
+        clock.end_window()
         expected.append(acc)
         acc = [0.0] * len(PHASES)
         if window in (20, 49):

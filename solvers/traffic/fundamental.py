@@ -180,3 +180,39 @@ def idm_wide_jam_diagram(v0: float, T: float, s0: float, delta: float, length: f
     q = np.concatenate([eq.q[free], [eq.capacity, w * (jam_density - rho_c - drop), 0.0]])
     rho, idx = np.unique(rho, return_index=True)
     return Tabulated(rho, q[idx])
+
+
+class CapacityDrop:
+    """A diagram whose congested cells send the queue discharge flow instead of the capacity.
+
+    The kinematic-wave capacity-drop idea of Jin, Gan & Lo (2015, Transp. Res. B 81): a cell whose
+    density exceeds the critical density is (part of) a queue, and a queue empties at the
+    discharge rate ``discharge`` [veh/s] (< capacity), measured on the vehicles themselves (for a
+    string-unstable IDM: the outflow of a wide moving jam, tests/unit/test_traffic_wide_jam.py).
+    Only the demand changes: D(rho) = discharge for rho > rho_c, the diagram's demand otherwise;
+    flow, supply, capacity and the CFL speed are the wrapped diagram's.  The Godunov flux
+    min(D_i, S_{i+1}) stays conservative; the front of a jam of density rho_j then moves
+    downstream-to-upstream at -discharge / (rho_j - rho_out), rho_out the free state carrying the
+    discharge, as a wide jam's downstream front does.
+    """
+
+    def __init__(self, fd, discharge: float):
+        if not 0.0 < discharge <= fd.capacity:
+            raise ValueError(f"discharge {discharge:g} veh/s must lie in (0, capacity {fd.capacity:.6g} veh/s]")
+        self.fd, self.discharge = fd, float(discharge)
+        self.rho_crit, self.capacity = fd.rho_crit, fd.capacity
+        self.max_wave_speed = fd.max_wave_speed
+
+    def __getattr__(self, name):          # rho, q, v_free, ... of the wrapped diagram
+        return getattr(self.__dict__["fd"], name)
+
+    def flow(self, rho):
+        return self.fd.flow(rho)
+
+    def supply(self, rho):
+        return self.fd.supply(rho)
+
+    def demand(self, rho):
+        rho = np.asarray(rho, dtype=np.float64)
+        d = np.where(rho > self.rho_crit, self.discharge, self.fd.demand(rho))
+        return d if d.ndim else float(d)

@@ -56,7 +56,7 @@ import numpy as np
 from msorch.solver import FieldInfo, FieldSpec, Solver, param
 
 from .answered_diagram import AnsweredDiagram, round_nodes
-from .fundamental import Greenshields, Tabulated, Triangular, idm_diagram, idm_wide_jam_diagram
+from .fundamental import CapacityDrop, Greenshields, Tabulated, Triangular, idm_diagram, idm_wide_jam_diagram
 from .road import segment
 from .settings import CorridorParams, RampParams, corridor_problems, demand_at, raise_if_invalid, ramp_problems
 
@@ -85,6 +85,13 @@ class LWRParams(RampParams, CorridorParams):
                               "state and (jam_density, 0) span the congested branch)", units="veh/s")
     jam_density: float = param(0.125, "idm_wide_jam: density inside a wide moving jam of the IDM "
                                "(measured, e.g. ~1/(s0 + l))", units="veh/m")
+    discharge: float = param(0.0, "capacity drop: a congested cell (density above critical) sends this queue "
+                             "discharge flow instead of the capacity (measure it on the vehicles, e.g. a wide "
+                             "jam's outflow); 0: off", units="veh/s")
+    order: int = param(1, "1: first-order Godunov; 2: MUSCL-Hancock (limited linear density in each cell, "
+                       "half-step predictor, the same Godunov demand/supply flux), sharper fronts")
+    limiter: Literal["minmod", "mc"] = param("mc", "slope limiter of order 2 (minmod: most diffusive; mc: "
+                                             "monotonized central)")
     table_density: tuple[float, ...] = param((), "densities of the tabulated diagram, from 0", units="veh/m")
     table_flow: tuple[float, ...] = param((), "flows of the tabulated diagram (empty: from the input)",
                                           units="veh/s")
@@ -117,9 +124,18 @@ def answered_diagram(p: LWRParams) -> AnsweredDiagram:
     return AnsweredDiagram(round_nodes(p.hmm_density_max, p.hmm_nodes, p.hmm_rounds))
 
 
+def with_discharge(p: LWRParams, fd):
+    """``fd`` with the capacity drop of ``p.discharge`` (unchanged when it is 0)."""
+    return CapacityDrop(fd, p.discharge) if p.discharge > 0 else fd
+
+
 def make_diagram(p: LWRParams, table_flow=None):
     """The fundamental diagram object of these settings (``table_flow`` overrides p.table_flow;
-    not for ``hmm``, whose diagram is :meth:`AnsweredDiagram.tabulated`)."""
+    not for ``hmm``, whose diagram is :meth:`AnsweredDiagram.tabulated`), with the capacity drop."""
+    return with_discharge(p, _base_diagram(p, table_flow))
+
+
+def _base_diagram(p: LWRParams, table_flow=None):
     if p.diagram == "greenshields":
         return Greenshields(p.v_free, p.rho_jam)
     if p.diagram == "triangular":
@@ -182,6 +198,10 @@ class LWRSolver(Solver):
             return probs
         probs += ramp_problems(p, p.road_length, max_fraction=0.999)   # beta = 1 would block the road
         probs += corridor_problems(p)
+        if p.order not in (1, 2):
+            probs.append(("order", f"must be 1 or 2, got {p.order!r}", "use order: 1 (Godunov) or 2 (MUSCL-Hancock)"))
+        if p.discharge < 0:
+            probs.append(("discharge", "must be >= 0 (0: no capacity drop)", "fix it"))
         if p.diagram == "triangular" and not 0 < p.rho_crit < p.rho_jam:
             probs.append(("rho_crit", "need 0 < rho_crit < rho_jam", "fix it"))
         if p.diagram == "hmm":
@@ -221,11 +241,14 @@ class LWRSolver(Solver):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.seg = segment(p.road_length, p.cells, self.rank, self.size)
         self.dx = p.road_length / p.cells
+        if p.order == 2 and self.size > 1 and self.seg.n_local < 2:
+            raise ValueError(f"traffic.lwr: order 2 needs >= 2 cells per rank, got {self.seg.n_local}; "
+                             "use more cells or fewer ranks")
         self.new_table = None
         if p.diagram == "hmm":
             self.answered = answered_diagram(p)
             self.table = self.answered.table
-            self.fd = self.answered.tabulated()
+            self.fd = with_discharge(p, self.answered.tabulated())
         else:
             self.table = (np.array(p.table_flow, dtype=np.float64) if p.table_flow
                           else np.zeros(len(p.table_density)))
@@ -272,17 +295,47 @@ class LWRSolver(Solver):
         return f
 
     # ------------------------------------------------------------------ step
-    def _halo(self) -> tuple[float, float]:
-        """Densities of the cells just outside this segment (NaN at the road ends). Collective."""
+    def _halo(self, width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Densities of the ``width`` cells just outside this segment, shape (width,) each (NaN at
+        the road ends). Collective."""
+        left, right = np.full(width, np.nan), np.full(width, np.nan)
         if self.size == 1:
-            return np.nan, np.nan
+            return left, right
         from mpi4py import MPI
         nxt = self.rank + 1 if self.rank + 1 < self.size else MPI.PROC_NULL
         prv = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
-        left, right = np.full(1, np.nan), np.full(1, np.nan)
-        self.comm.Sendrecv(self.rho[-1:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
-        self.comm.Sendrecv(self.rho[:1].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
-        return float(left[0]), float(right[0])
+        self.comm.Sendrecv(self.rho[-width:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
+        self.comm.Sendrecv(self.rho[:width].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
+        return left, right
+
+    def _interface_states(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Densities each side of the interfaces, shape (n_local + 2,) each for the ghost-extended
+        cells: order 1 the cell averages (NaN beyond the road ends); order 2 (MUSCL-Hancock) the
+        limited linear profile's right (``hi``) and left (``lo``) edge values, advanced half a step
+        by the cell's own flux difference.  The cells next to a road end keep a flat profile, so
+        the boundary demand/supply are those of the cell average."""
+        if self.params.order == 1:
+            left, right = self._halo(1)
+            rho = np.concatenate([left, self.rho, right])
+            self._ext = rho
+            return rho, rho
+        left, right = self._halo(2)
+        ext = np.concatenate([left, self.rho, right])            # (n + 4,)
+        a, b = np.diff(ext)[:-1], np.diff(ext)[1:]               # backward / forward differences, (n + 2,)
+        with np.errstate(invalid="ignore"):
+            if self.params.limiter == "minmod":
+                slope = np.where(a * b > 0, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
+            else:
+                slope = np.where(a * b > 0, np.sign(a) * np.minimum(np.minimum(2 * np.abs(a), 2 * np.abs(b)),
+                                                                    0.5 * np.abs(a + b)), 0.0)
+        slope = np.nan_to_num(slope, nan=0.0)                    # NaN neighbour (road end): flat
+        rho = self._ext = ext[1:-1]
+        lo, hi = rho - 0.5 * slope, rho + 0.5 * slope
+        q = self.fd.flow
+        with np.errstate(invalid="ignore"):
+            half = 0.5 * dt / self.dx * (q(hi) - q(lo))
+        half = np.where(slope != 0.0, half, 0.0)
+        return np.maximum(lo - half, 0.0), np.maximum(hi - half, 0.0)
 
     def _sync_table(self):
         """Share a table received on rank 0 with the group (collective Bcast of one flag + array)."""
@@ -298,7 +351,7 @@ class LWRSolver(Solver):
             self.new_table = None
             if hmm:
                 self.answered.store(table)
-                self.table, self.fd = self.answered.table, self.answered.tabulated()
+                self.table, self.fd = self.answered.table, with_discharge(self.params, self.answered.tabulated())
             else:
                 self.table = table.copy()
                 self.fd = make_diagram(self.params, self.table)
@@ -319,10 +372,13 @@ class LWRSolver(Solver):
         fd = self.fd
         self._check_cfl(dt)
         self.last_dt = dt
-        left, right = self._halo()
-        rho = np.concatenate([[left], self.rho, [right]])      # ghost-extended, NaN at road ends
-        D = fd.demand(rho)
-        S = fd.supply(rho)
+        lo, hi = self._interface_states(dt)      # ghost-extended, NaN at road ends
+        D = fd.demand(hi)                         # what each cell can send through its right edge
+        if isinstance(fd, CapacityDrop) and self.params.order == 2:
+            # a queue is a congested cell AVERAGE: an edge value reconstructed below the critical
+            # density must not let a jam's edge cell send the capacity (no drop)
+            D = np.where(self._ext > fd.rho_crit, fd.discharge, D)
+        S = fd.supply(lo)                         # what it can receive through its left edge
         # interior interfaces j = 0..n between extended cells j and j+1
         out = np.minimum(D[:-1], S[1:] / (1.0 - self.beta[:-1]))      # what leaves cell j
         F = out * (1.0 - self.beta[:-1])                               # what enters cell j+1
@@ -386,7 +442,8 @@ class LWRSolver(Solver):
         if name == "flow":
             return fd.flow(self.rho)
         if name == "speed":
-            v0 = fd.q[1] / fd.rho[1] if isinstance(fd, Tabulated) else fd.v_free      # q'(0)
+            base = fd.fd if isinstance(fd, CapacityDrop) else fd
+            v0 = base.q[1] / base.rho[1] if isinstance(base, Tabulated) else base.v_free      # q'(0)
             q = fd.flow(self.rho)
             return np.where(self.rho > 0, q / np.maximum(self.rho, 1e-300), v0)
         if name == "flux_query" and self.params.diagram == "hmm":
@@ -469,7 +526,7 @@ class LWRSolver(Solver):
         self.rho, self.flux = state["rho"].copy(), state["flux"].copy()
         if self.params.diagram == "hmm":
             self.answered.restore(state)
-            self.table, self.fd = self.answered.table, self.answered.tabulated()
+            self.table, self.fd = self.answered.table, with_discharge(self.params, self.answered.tabulated())
             self.checked_dt = None
         elif not np.array_equal(state["table"], self.table):
             self.table = state["table"].copy()

@@ -197,9 +197,10 @@ class CapacityDrop:
     """
 
     def __init__(self, fd, discharge: float):
-        if not 0.0 < discharge <= fd.capacity:
-            raise ValueError(f"discharge {discharge:g} veh/s must lie in (0, capacity {fd.capacity:.6g} veh/s]")
-        self.fd, self.discharge = fd, float(discharge)
+        if not discharge > 0.0:
+            raise ValueError(f"discharge {discharge:g} veh/s must be > 0")
+        # a table answered at run time may have a capacity below the setting: never above capacity
+        self.fd, self.discharge = fd, min(float(discharge), fd.capacity)
         self.rho_crit, self.capacity = fd.rho_crit, fd.capacity
         self.max_wave_speed = fd.max_wave_speed
 

@@ -224,9 +224,12 @@ class LWRSolver(Solver):
                               "(or none, to take them from the fundamental_flow input)", "fix the table"))
                 return probs
         try:
-            fd = make_diagram(p, None if p.table_flow or p.diagram != "tabulated" else np.zeros(len(p.table_density)))
+            fd = _base_diagram(p, None if p.table_flow or p.diagram != "tabulated" else np.zeros(len(p.table_density)))
         except ValueError as exc:
             return probs + [("diagram", str(exc), "fix the diagram settings")]
+        if p.discharge > fd.capacity and (p.diagram != "tabulated" or p.table_flow):
+            probs.append(("discharge", f"{p.discharge:g} veh/s exceeds the diagram's capacity {fd.capacity:.6g} veh/s",
+                          "use the measured queue discharge flow, below the capacity (0: no capacity drop)"))
         if p.dt is not None:
             dx = p.road_length / p.cells
             if fd.max_wave_speed * p.dt > dx * (1 + 1e-12):

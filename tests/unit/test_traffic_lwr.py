@@ -121,7 +121,7 @@ def test_order_and_discharge_checked_before_launch():
     """order must be 1 or 2; discharge >= 0 and not above the capacity (YAML setting named)."""
     assert LWRSolver.check(LWRParams(order=3))[0][0] == "order"
     assert LWRSolver.check(LWRParams(discharge=-1.0))[0][0] == "discharge"
-    assert LWRSolver.check(LWRParams(discharge=2.0))[0][0] == "diagram"       # Greenshields capacity 1.5 veh/s
+    assert LWRSolver.check(LWRParams(discharge=2.0))[0][0] == "discharge"     # Greenshields capacity 1.5 veh/s
 
 
 @pytest.mark.parametrize("order", [1, 2])

@@ -10,6 +10,23 @@ jams (``idm_wide_jam``, for a string-unstable IDM), or a table (fixed, or arrivi
 max|q'| dt <= dx (checked by :meth:`LWRSolver.check` when ``dt`` is given and
 at every new dt or diagram).
 
+``order: 2``: MUSCL-Hancock -- a limited linear density in each cell (``limiter``
+minmod or MC), its edge values advanced half a step by the cell's own flux
+difference, then the same demand/supply flux from the upstream cell's right edge
+and the downstream cell's left edge.  Still one flux per interface and step, so
+the scheme stays exactly conservative (vehicle counts, boundary and ramp fluxes as
+in order 1); a contact (the linear congested branch of ``idm_wide_jam``) stays a
+few cells wide instead of spreading like sqrt(t).  Cells next to a road end
+keep a flat profile.
+
+``discharge`` > 0: capacity drop (:class:`~solvers.traffic.fundamental.CapacityDrop`):
+a cell whose average density is above critical sends at most the queue discharge
+flow.  Limit: on a diagram whose congested branch carries more than the
+discharge just above critical (``idm_wide_jam``), a discharging jam leaves that
+congested state behind it, not the free state a real jam discharges into -- one
+conservation law cannot carry both fronts of a wide jam (that needs a second,
+two-phase equation).
+
 Boundaries: the upstream end takes a fixed ghost density, a fixed demand (with
 a point queue for unserved vehicles), or either from an input; the downstream
 end is free (supply = capacity), a fixed ghost density or supply, or either

@@ -78,6 +78,32 @@ def residual_sums(data: np.ndarray, used: np.ndarray) -> tuple[float, float]:
     return float(np.vdot(r, r).real), float(np.vdot(data, data).real)
 
 
+def _sums_writer(flat: memoryview, at: int, data: np.ndarray, used: np.ndarray):
+    """A callable writing :func:`residual_sums` (data, used) to ``flat[at]``, ``flat[at + 1]``.
+
+    ``data`` and ``used`` are fixed arrays refilled in place; views are made once.  One
+    float64 value: the element-wise kernel written out (``0.0 + r * r`` as
+    :func:`_small_sums` sums, the same bits).
+    """
+    if _is_small(data) and used.dtype == np.float64:
+        d, u = memoryview(data.reshape(-1)), memoryview(used.reshape(-1))
+        if data.size == 1:
+            def write():
+                x = d[0]
+                r = x - u[0]
+                flat[at] = 0.0 + r * r
+                flat[at + 1] = 0.0 + x * x
+            return write
+
+        def write():
+            flat[at], flat[at + 1] = _small_sums(d, u)
+        return write
+
+    def write():
+        flat[at], flat[at + 1] = residual_sums(data, used)
+    return write
+
+
 def _copier(dst: np.ndarray, src: np.ndarray):
     """A callable doing ``dst[...] = src`` (``src`` one sample, or all of ``dst``'s), bound once.
 
@@ -346,14 +372,14 @@ class Worker:
         if not flag[0]:
             return
         peer = 1 - comm.Get_rank()
-        flat = lambda a: memoryview(a.reshape(-1)) if _is_small(a) else a   # element-wise path: views made once
+        flat = self._sums_flat = memoryview(self._sums.reshape(-1))
         # What each receiver uses now (restored after a restart) becomes its sender's "previous".
         received = sorted((inb for inb in self.inbound if inb.index in measured), key=lambda inb: inb.index)
         requests = [comm.Isend(inb.used[1:], dest=peer, tag=TAG_RESIDUALS) for inb in received]
         for inb in received:
             m = measured[inb.index]
             data, used = (inb.landing[-1], inb.used[-1]) if self.measure_end[m] else (inb.landing, inb.used[1:])
-            self._received_measures.append((2 * m, _is_small(data), flat(data), flat(used)))
+            self._received_measures.append(_sums_writer(flat, 2 * m, data, used))
         sent = sorted((ch.tag - TAG_CHANNEL0, out) for out in self.outbound for ch in out.channels
                       if ch.tag - TAG_CHANNEL0 in measured)
         for i, out in sent:
@@ -362,23 +388,13 @@ class Worker:
             m = measured[i]
             block = out.samples
             data, before = (block[-1], prev[-1]) if self.measure_end[m] else (block, prev)
-            self._sent_measures.append((2 * m, _is_small(data), flat(data), flat(before)))
+            self._sent_measures.append(_sums_writer(flat, 2 * m, data, before))
             # What the receiver uses next: all samples (next iteration), the last one held (next window).
             self._sent_next.append(_copier(prev, block))
             self._sent_close.append(_copier(prev, block[-1]))
         MPI.Request.Waitall(requests)
-        self.measure_of = {}          # _receive measures nothing now: _measure_local does
-        self._sums_flat = memoryview(self._sums.reshape(-1))
+        self.measure_of = {}          # _receive measures nothing now: the writers above do
         self._local_sums = True
-
-    def _measure_local(self, measures: list) -> None:
-        """Convergence sums of this rank's measured outputs or inputs (see :meth:`_bind_residuals`).
-
-        Python floats straight into the (n_measures, 2) sums through a flat memoryview.
-        """
-        flat = self._sums_flat
-        for at, small, data, used in measures:
-            flat[at], flat[at + 1] = _small_sums(data, used) if small else residual_sums(data, used)
 
     def _next_event(self, w: int, control: Control) -> int:
         """The first window >= ``w`` after which this rank may report, checkpoint or stop.
@@ -492,8 +508,8 @@ class Worker:
                 self._check_finite(out, len(out.samples))
             for ch in out.channels:
                 ch.send_bound()
-        if self._sent_measures:
-            self._measure_local(self._sent_measures)    # while the data travels (the block stays)
+        for write in self._sent_measures:
+            write()                  # the sums of what was sent, while the data travels (the block stays)
         marks += (EXCHANGE, perf())
         self.phase = "receive"
 
@@ -613,7 +629,8 @@ class Worker:
         for window_start in self._window_hooks:
             window_start(w)
         self.phase = "state"
-        snapshot = {k: np.array(v, copy=True) for k, v in self.solver.state().items()}
+        snapshot = {k: v.copy() if type(v) is np.ndarray else np.array(v, copy=True)
+                    for k, v in self.solver.state().items()}
         self.clock.lap(COMPUTE)
         if self.accelerator is not None:
             self.accelerator.new_window()
@@ -654,8 +671,8 @@ class Worker:
         self._steps_and_send(solver, clock, t_w)
         for inb in self._closing:
             self._receive(inb, sums)
-        if self._received_measures:
-            self._measure_local(self._received_measures)
+        for write in self._received_measures:
+            write()
         clock.lap(WAIT)
         return sums
 
@@ -695,7 +712,8 @@ class Worker:
     def _converged(self, sums) -> tuple[list[float], int]:
         self.phase = "convergence"
         if self._local_sums:
-            pairs = sums.tolist()     # every rank has every measure (_bind_residuals)
+            flat = iter(self._sums_flat)
+            pairs = zip(flat, flat)     # every rank has every measure (_bind_residuals)
         else:
             self.ctx.solvers.Allreduce(sums, self._total)
             pairs = self._total.tolist()

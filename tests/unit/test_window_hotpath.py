@@ -17,7 +17,8 @@ import pytest
 from msorch.messages import NONE, Control
 from msorch.schedule import checkpoint_due, interpolation
 from msorch.timing import PHASES, PhaseClock
-from msorch.worker import Worker, _finite_test, _reads_sample0
+from msorch.worker import (Worker, _copier, _finite_test, _reads_sample0, _small_sums, _snapshot, _sums_writer,
+                           residual_sums)
 
 
 def _job(n_windows, every):
@@ -130,3 +131,64 @@ def test_null_solver_small_path_is_bitwise_np_add():
             solver.advance(0.0, 1.0)
             with np.errstate(over="ignore"):
                 assert solver.get("out").tobytes() == np.add(data, offset).tobytes(), (n, offset)
+
+
+def _values(rng, shape):
+    """float64 values of every kind the sums meet: normal, tiny (subnormal squares), zeros, -0.0."""
+    v = rng.standard_normal(shape) * 10.0 ** rng.integers(-160, 150, shape)
+    v.flat[::5] = 0.0
+    v.flat[1::7] = -0.0
+    return v
+
+
+def test_residual_sums_one_value_is_bitwise_vdot_and_both_paths_agree():
+    """Reference: numpy ``vdot`` of ``d - u`` (the kernel the worker used before issue 18's
+    element-wise path).  One value: bitwise (``0.0 + r*r`` is ``r*r``); 2..8 values (summed in
+    order, vdot's BLAS order may differ): relative 4 ulp-ish (1e-15) for sums of non-negative
+    terms.  The bound writer of the sending/receiving side must give the kernel's bits exactly
+    (the totals are compared bitwise across ranks)."""
+    rng = np.random.default_rng(11)
+    for size in (1, 2, 3, 8, 9, 40):
+        for _ in range(300):
+            d, u = _values(rng, (size, 1, 1)), _values(rng, (size, 1, 1))
+            r2, x2 = residual_sums(d, u)
+            ref = (float(np.vdot(d - u, d - u)), float(np.vdot(d, d)))
+            if size == 1 or size > 8:
+                assert (r2, x2) == ref or np.isnan(ref).any()
+            else:
+                assert np.allclose((r2, x2), ref, rtol=1e-15, atol=0.0)
+            flat = np.full(4, np.nan)
+            _sums_writer(memoryview(flat), 2, d, u)()
+            assert flat[2:].tobytes() == np.array([r2, x2]).tobytes()
+            assert np.isnan(flat[:2]).all()
+    assert _small_sums([3.0, -1.0], [1.0, 1.0]) == (8.0, 10.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.complex128])
+def test_copier_is_numpy_assignment(dtype):
+    """Reference: ``dst[...] = src`` (whole block, one sample broadcast over the samples, a
+    non-contiguous source: numpy's own path)."""
+    rng = np.random.default_rng(3)
+    for k, n, c in ((1, 1, 1), (3, 2, 2), (4, 5, 1)):
+        src = (rng.standard_normal((k, n, c)) * 100).astype(dtype)
+        for dst_shape, source in (((k, n, c), src), ((k + 1, n, c), src[-1]), ((k, n, c), src[::-1])):
+            dst, ref = np.zeros(dst_shape, dtype), np.zeros(dst_shape, dtype)
+            _copier(dst, source)()
+            ref[...] = source
+            assert dst.tobytes() == ref.tobytes()
+
+
+def test_snapshot_keeps_only_arrays_nothing_else_holds():
+    """A snapshot must not change when the solver changes its state afterwards (reference: the
+    values at snapshot time).  Fresh arrays only the state dict holds are kept without copying;
+    live arrays, views of them and arrays the solver keeps are copied."""
+    live, kept = np.arange(4.0), np.arange(3.0)
+    state = {"live": live, "view": live[1:], "kept": kept, "fresh": np.ones(2), "scalar": 2.5}
+    snap = _snapshot(state)
+    assert not np.shares_memory(snap["live"], live) and not np.shares_memory(snap["view"], live)
+    assert not np.shares_memory(snap["kept"], kept)
+    assert snap["fresh"] is state["fresh"]
+    live += 10.0
+    kept += 10.0
+    assert snap["live"].tolist() == [0.0, 1.0, 2.0, 3.0] and snap["view"].tolist() == [1.0, 2.0, 3.0]
+    assert snap["kept"].tolist() == [0.0, 1.0, 2.0] and float(snap["scalar"]) == 2.5

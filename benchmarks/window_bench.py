@@ -26,9 +26,10 @@ this one, and print both: before/after under the same machine load.
 ``--percentile P``: print the P-th percentile of the per-window times instead of
 the mean (msorch and raw alike; on a loaded machine the mean measures the load,
 a low percentile the windows that ran undisturbed).
-The implicit case takes the sending-side convergence sums (two 1-rank solvers,
-no acceleration); ``MSORCH_CONVERGENCE_REDUCTION=1`` in the environment
-measures it with the per-iteration ``Allreduce`` instead.
+The implicit case takes the local convergence sums (two 1-rank solvers, no
+acceleration: each rank measures what it sends and what it receives, no message
+for the sums; ``Worker._bind_residuals``); ``MSORCH_CONVERGENCE_REDUCTION=1`` in
+the environment measures it with the per-iteration ``Allreduce`` instead.
 """
 from __future__ import annotations
 

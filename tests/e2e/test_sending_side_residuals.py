@@ -1,8 +1,9 @@
-"""Implicit convergence measured on the sending side (msorch.worker.Worker._bind_residuals).
+"""Implicit convergence measured locally on both ranks (msorch.worker.Worker._bind_residuals).
 
-Two 1-rank solvers, no acceleration, identity maps: each sender computes the
-convergence sums of what it sends (instead of the receiver, followed by an
-``Allreduce`` per iteration).  Reference: the same job with the reduction
+Two 1-rank solvers, no acceleration, identity maps: each rank computes the
+convergence sums of what it sends (as the sender) and of what it receives (as
+the receiver), with the same kernel, so neither an ``Allreduce`` per iteration
+nor a message for the sums is needed.  Reference: the same job with the reduction
 (``MSORCH_CONVERGENCE_REDUCTION=1``), i.e. the receiver-side measure the
 worker used before; every stored array must be equal bit for bit (iterations,
 residuals, outputs), including after a restart from a mid-run checkpoint

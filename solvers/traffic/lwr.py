@@ -27,6 +27,23 @@ congested state behind it, not the free state a real jam discharges into -- one
 conservation law cannot carry both fronts of a wide jam (that needs a second,
 two-phase equation).
 
+``phases: wide_jam`` (order 1, with ``discharge`` and ``jam_density``): that second
+phase, as a cell-transmission rule with a phase flag per cell (hysteresis).  For a
+string-unstable vehicle model a queue is wide jams (``jam_density``, standing) and
+free traffic; a cell holding a jam front is a mixture, and what it can receive
+depends on which end the jam is at.  FREE cells (also a cell filling behind a jam
+downstream: its upstream part is free) receive up to the capacity, capped by the
+room left (jam_density - rho) dx / dt, and send Q(rho) below critical, the discharge
+above; JAM cells (full, or draining at a jam's downstream front: their upstream part
+still stands) receive nothing and send the discharge.  FREE -> JAM when a cell is full
+(rho >= jam_density, to rounding); JAM -> FREE when it has drained to rho_out, the
+free state carrying the discharge (the state a wide jam discharges into).  So a jam's
+upstream front advances one cell per (jam_density - rho_in) dx / q_in and its
+downstream front one per (jam_density - rho_out) dx / discharge -- both jump
+conditions of a wide jam -- with the free discharge state behind it.  The flux is
+still min(D_i, S_{i+1}): exactly conservative.  The flags are state (checkpoints)
+and cross rank borders with the densities.
+
 Boundaries: the upstream end takes a fixed ghost density, a fixed demand (with
 a point queue for unserved vehicles), or either from an input; the downstream
 end is free (supply = capacity), a fixed ghost density or supply, or either
@@ -107,6 +124,9 @@ class LWRParams(RampParams, CorridorParams):
                              "jam's outflow); 0: off", units="veh/s")
     order: int = param(1, "1: first-order Godunov; 2: MUSCL-Hancock (limited linear density in each cell, "
                        "half-step predictor, the same Godunov demand/supply flux), sharper fronts")
+    phases: Literal["none", "wide_jam"] = param(
+        "none", "wide_jam: two-phase cell rule with a FREE/JAM flag per cell (order 1; needs discharge and "
+        "jam_density): jam fronts move at both wide-jam jump speeds, free discharge state behind a jam")
     limiter: Literal["minmod", "mc"] = param("mc", "slope limiter of order 2 (minmod: most diffusive; mc: "
                                              "monotonized central)")
     table_density: tuple[float, ...] = param((), "densities of the tabulated diagram, from 0", units="veh/m")
@@ -217,6 +237,15 @@ class LWRSolver(Solver):
         probs += corridor_problems(p)
         if p.order not in (1, 2):
             probs.append(("order", f"must be 1 or 2, got {p.order!r}", "use order: 1 (Godunov) or 2 (MUSCL-Hancock)"))
+        if p.phases == "wide_jam":
+            if p.order != 1:
+                probs.append(("phases", "wide_jam needs order: 1", "set order: 1 or phases: none"))
+            if not p.discharge > 0:
+                probs.append(("discharge", "phases: wide_jam needs the measured jam discharge flow (> 0)",
+                              "set discharge [veh/s], e.g. a wide jam's outflow"))
+            if p.diagram == "hmm" or (p.diagram == "tabulated" and not p.table_flow):
+                probs.append(("phases", "wide_jam needs a fixed diagram (not hmm / a table from an input)",
+                              "give table_flow or a parametric diagram"))
         if p.discharge < 0:
             probs.append(("discharge", "must be >= 0 (0: no capacity drop)", "fix it"))
         if p.diagram == "triangular" and not 0 < p.rho_crit < p.rho_jam:
@@ -247,6 +276,9 @@ class LWRSolver(Solver):
         if p.discharge > fd.capacity and (p.diagram != "tabulated" or p.table_flow):
             probs.append(("discharge", f"{p.discharge:g} veh/s exceeds the diagram's capacity {fd.capacity:.6g} veh/s",
                           "use the measured queue discharge flow, below the capacity (0: no capacity drop)"))
+        if p.phases == "wide_jam" and not p.jam_density > fd.rho_crit:
+            probs.append(("jam_density", f"must exceed the critical density {fd.rho_crit:.6g} veh/m",
+                          "use the measured density inside a wide jam"))
         if p.dt is not None:
             dx = p.road_length / p.cells
             if fd.max_wave_speed * p.dt > dx * (1 + 1e-12):
@@ -261,8 +293,8 @@ class LWRSolver(Solver):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.seg = segment(p.road_length, p.cells, self.rank, self.size)
         self.dx = p.road_length / p.cells
-        if p.order == 2 and self.size > 1 and self.seg.n_local < 2:
-            raise ValueError(f"traffic.lwr: order 2 needs >= 2 cells per rank, got {self.seg.n_local}; "
+        if (p.order == 2 or p.phases == "wide_jam") and self.size > 1 and self.seg.n_local < 2:
+            raise ValueError(f"traffic.lwr: order 2 / phases need >= 2 cells per rank, got {self.seg.n_local}; "
                              "use more cells or fewer ranks")
         self.new_table = None
         if p.diagram == "hmm":
@@ -294,6 +326,9 @@ class LWRSolver(Solver):
         self.cum["initial"] = self.rho * self.dx
         self.flux = np.zeros(n + 1)
         self.last_dt = 1.0
+        # phases: wide_jam -- 1.0 for a JAM cell, 0.0 for FREE (float: crosses ranks with the densities)
+        self.jam = (self.rho >= p.jam_density * (1 - 1e-9)).astype(np.float64)
+        self.rho_out = None
 
     def fields(self):
         seg, x0 = self.seg, self.params.road_start      # points are corridor positions
@@ -327,6 +362,54 @@ class LWRSolver(Solver):
         self.comm.Sendrecv(self.rho[-width:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
         self.comm.Sendrecv(self.rho[:width].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
         return left, right
+
+    def _jam_halo(self) -> np.ndarray:
+        """Phase flags (1 JAM, 0 FREE) of this segment with 2 ghost cells each side, shape
+        (n_local + 4,) (0 beyond the road ends). Collective."""
+        left, right = np.zeros(2), np.zeros(2)
+        if self.size > 1:
+            from mpi4py import MPI
+            nxt = self.rank + 1 if self.rank + 1 < self.size else MPI.PROC_NULL
+            prv = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
+            self.comm.Sendrecv(self.jam[-2:].copy(), dest=nxt, sendtag=33, recvbuf=left, source=prv, recvtag=33)
+            self.comm.Sendrecv(self.jam[:2].copy(), dest=prv, sendtag=34, recvbuf=right, source=nxt, recvtag=34)
+        return np.concatenate([left, self.jam, right])
+
+    def _phase_fluxes(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Two-phase demand and supply [veh/s] of the ghost-extended cells, shape (n_local + 2,) each.
+
+        A JAM cell whose drain would take it below rho_out this step (it turns FREE) receives
+        the rest of what it sends from upstream, so it ends the step at rho_out and the jam behind it starts draining within the
+        same step: the jam keeps sending exactly the discharge and its downstream front moves at
+        the jump speed without a per-cell overshoot delay."""
+        left, right = self._halo(2)
+        rho = np.concatenate([left, self.rho, right])            # (n + 4,)
+        jam = self._jam_halo()
+        D, S = self._phase_demand_supply(rho, jam, dt)
+        if self.seg.last:
+            S[-2] = self._down_supply()                          # the downstream boundary's supply
+        send = np.minimum(D[1:-1], S[2:])                        # what cells -1..n send on, (n + 2,)
+        with np.errstate(invalid="ignore"):
+            rest = np.maximum(send - (rho[1:-1] - self.rho_out) * self.dx / dt, 0.0)
+        S = np.where(jam[1:-1] > 0, np.nan_to_num(rest, nan=0.0), S[1:-1])
+        return D[1:-1], S
+
+    def _discharge_state(self) -> float:
+        """rho_out [veh/m]: the free-branch density carrying the discharge flow."""
+        base = self.fd.fd if isinstance(self.fd, CapacityDrop) else self.fd
+        r = np.linspace(0.0, base.rho_crit, 20001)
+        q = np.maximum.accumulate(base.flow(r))
+        return float(np.interp(self.fd.discharge, q, r))
+
+    def _phase_demand_supply(self, rho, jam, dt):
+        """Two-phase demand and supply [veh/s] of cells with densities ``rho`` and flags ``jam``
+        (same shapes): JAM sends the discharge and receives nothing; FREE sends the (capacity-drop)
+        demand and receives the capacity, capped by the room left up to the jam density."""
+        fd, p = self.fd, self.params
+        with np.errstate(invalid="ignore"):
+            D = np.where(jam > 0, fd.discharge, fd.demand(rho))
+            S = np.where(jam > 0, 0.0, np.minimum(fd.capacity, np.maximum(p.jam_density - rho, 0.0) * self.dx / dt))
+        return D, S
 
     def _interface_states(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """Densities each side of the interfaces, shape (n_local + 2,) each for the ghost-extended
@@ -394,11 +477,16 @@ class LWRSolver(Solver):
         self.last_dt = dt
         lo, hi = self._interface_states(dt)      # ghost-extended, NaN at road ends
         D = fd.demand(hi)                         # what each cell can send through its right edge
-        if isinstance(fd, CapacityDrop) and self.params.order == 2:
+        if p.phases == "wide_jam":
+            if self.rho_out is None or self._rho_out_fd is not fd:
+                self.rho_out, self._rho_out_fd = self._discharge_state(), fd
+            D, S = self._phase_fluxes(dt)
+        elif isinstance(fd, CapacityDrop) and self.params.order == 2:
             # a queue is a congested cell AVERAGE: an edge value reconstructed below the critical
             # density must not let a jam's edge cell send the capacity (no drop)
             D = np.where(self._ext > fd.rho_crit, fd.discharge, D)
-        S = fd.supply(lo)                         # what it can receive through its left edge
+        if p.phases != "wide_jam":
+            S = fd.supply(lo)                     # what it can receive through its left edge
         # interior interfaces j = 0..n between extended cells j and j+1
         out = np.minimum(D[:-1], S[1:] / (1.0 - self.beta[:-1]))      # what leaves cell j
         F = out * (1.0 - self.beta[:-1])                               # what enters cell j+1
@@ -416,6 +504,11 @@ class LWRSolver(Solver):
                 src[c] += got
         self.rho = self.rho + dt / self.dx * (F[:-1] - out[1:] + src)
         self.flux = F
+        if p.phases == "wide_jam":
+            # hysteresis: a full cell becomes JAM; a JAM cell becomes FREE once drained to rho_out
+            full = self.rho >= p.jam_density * (1 - 1e-9)
+            drained = self.rho <= self.rho_out + 1e-9 * p.jam_density
+            self.jam = np.where(self.jam > 0, ~drained, full).astype(np.float64)
         # bookkeeping [veh]: the off-ramp flow of interface j is charged to the cell it leaves (j - 1)
         self.cum["created"] += src * dt
         self.cum["removed"] += removed[1:] * dt
@@ -438,6 +531,10 @@ class LWRSolver(Solver):
         return got
 
     def _outflow(self, demand_last: float) -> float:
+        return float(min(demand_last, self._down_supply()))
+
+    def _down_supply(self) -> float:
+        """Supply [veh/s] of the downstream boundary."""
         p, fd = self.params, self.fd
         mode = p.outflow
         if mode == "closed":
@@ -448,7 +545,7 @@ class LWRSolver(Solver):
             supply = fd.supply(self.inputs["downstream_density"])
         else:
             supply = self.inputs["downstream_supply"]
-        return float(min(demand_last, supply))
+        return float(supply)
 
     # ------------------------------------------------------------------ fields
     def interface_flux(self) -> np.ndarray:
@@ -478,6 +575,9 @@ class LWRSolver(Solver):
             return self.flux[i:][:1].copy()
         if q == "vehicles":
             return self.flux[-1:] * self.last_dt
+        if q in ("supply", "demand") and self.params.phases == "wide_jam":
+            D, S = self._phase_demand_supply(self.rho[i:][:1], self.jam[i:][:1], self.last_dt)
+            return (S if q == "supply" else D).astype(np.float64)
         if q == "supply":
             return np.array([fd.supply(self.rho[0])], dtype=np.float64)
         if q == "demand":
@@ -540,6 +640,8 @@ class LWRSolver(Solver):
         s.update({f"cum_{k}": v.copy() for k, v in self.cum.items()})
         if self.params.diagram == "hmm":
             s.update(self.answered.state())
+        if self.params.phases == "wide_jam":
+            s["phase"] = self.jam.copy()
         return s
 
     def restore(self, state):
@@ -559,3 +661,5 @@ class LWRSolver(Solver):
             self.inputs[k] = float(v)
         for k in self.cum:
             self.cum[k] = state[f"cum_{k}"].copy()
+        if self.params.phases == "wide_jam":
+            self.jam = state["phase"].copy()

@@ -210,3 +210,84 @@ def test_lwr_capacity_drop_discharges_a_jam_at_the_discharge_flow(order):
           f"veh/h with discharge {q_out * 3600:.1f}")
     assert rates[1] == pytest.approx(q_out, rel=1e-6)
     assert rates[0] > 1.2 * q_out
+
+
+# Speeds of a wide jam's fronts in the IDM, measured by the tests above with traffic.idm (printed
+# there): upstream front fed by the job's 2,200 veh/h (test_shipped_congested_branch_...: -5.800 m/s),
+# downstream front discharging into the free state (test_shipped_discharge_...: -4.780 m/s).
+IDM_UPSTREAM_FRONT, IDM_DOWNSTREAM_FRONT = -5.800, -4.780
+
+
+def two_phase_road(t_end=1500.0, dt=0.4, restart_at=None):
+    """An order-1 LWR road (20 km, 50 m cells) with ``phases: wide_jam`` and the on-ramp job's
+    measured settings: free traffic of q_in = jam_inflow upstream of 14 km, a 1 km wide jam
+    (jam_density) on 14-15 km, empty road after it.  Returns the fitted speeds [m/s] of the jam's
+    upstream and downstream edges (first / last JAM cell, sampled every 10 s), the solver, and
+    (with ``restart_at`` steps) the solver's state at that step."""
+    (v0, T, s0, delta, length), q_in, rho_jam = shipped()
+    eq = idm_diagram(v0, T, s0, delta, length)
+    k = int(np.argmax(eq.q))
+    rho_in = float(np.interp(q_in, eq.q[:k + 1], eq.rho[:k + 1]))
+    p = LWRParams(road_length=20000.0, cells=400, diagram="idm_wide_jam", idm_v0=v0, idm_T=T, idm_s0=s0,
+                  idm_delta=delta, idm_length=length, jam_inflow=q_in, jam_density=rho_jam,
+                  discharge=shipped_discharge(), phases="wide_jam", initial_density=rho_in,
+                  riemann_position=14000.0, inflow="flow", inflow_flow=q_in, outflow="free", dt=dt)
+    s = LWRSolver(MPI.COMM_SELF, p)
+    s.initialize(0.0)
+    x = s.seg.centers[:, 0]
+    s.rho[(x > 14000.0) & (x < 15000.0)] = rho_jam
+    s.rho[x > 15000.0] = 0.0
+    s.jam = (s.rho >= rho_jam).astype(np.float64)
+    s.cum["initial"] = s.rho * s.dx
+    rec, saved = [], None
+    for n in range(int(round(t_end / dt))):
+        if n == restart_at:
+            saved = s.state()
+        s.advance(n * dt, dt)
+        if (n + 1) % 25 == 0:
+            j = np.flatnonzero(s.jam)
+            rec.append(((n + 1) * dt, j[0] * s.dx, (j[-1] + 1) * s.dx))
+    rec = np.array(rec)
+    return np.polyfit(rec[:, 0], rec[:, 1], 1)[0], np.polyfit(rec[:, 0], rec[:, 2], 1)[0], s, saved
+
+
+def test_two_phase_lwr_moves_both_jam_fronts_at_the_measured_idm_speeds():
+    """Reference: the IDM itself -- the two front speeds of a wide jam measured with traffic.idm by
+    the tests above (constants IDM_*_FRONT).  One LWR diagram cannot give both (N1, issue 12): the
+    two-phase cell rule must, within 2 %: the upstream front advances one cell per
+    (rho_jam - rho_in) dx / q_in, the downstream one per (rho_jam - rho_out) dx / discharge, so
+    the error left is the measurement's (jump conditions -5.806 / -4.785 m/s vs measured
+    -5.800 / -4.780) plus cell quantisation of a 7-9 km fit (< 0.3 %).  Behind the jam the road is
+    in the free discharge state rho_out (the IDM's equilibrium carrying the discharge: 17.9 veh/km),
+    not a congested state; vehicles are conserved to 1e-12 relative."""
+    up, down, s, _ = two_phase_road()
+    print(f"two-phase LWR jam fronts: upstream {up:.3f} m/s (IDM {IDM_UPSTREAM_FRONT}), downstream "
+          f"{down:.3f} m/s (IDM {IDM_DOWNSTREAM_FRONT}); discharge state {s.rho_out * 1000:.2f} veh/km")
+    assert up == pytest.approx(IDM_UPSTREAM_FRONT, rel=0.02)
+    assert down == pytest.approx(IDM_DOWNSTREAM_FRONT, rel=0.02)
+    j = np.flatnonzero(s.jam)
+    behind = s.rho[j[-1] + 2:j[-1] + 12]               # 500 m downstream of the draining cell
+    assert np.allclose(behind, s.rho_out, rtol=1e-6) and s.rho_out == pytest.approx(0.0179, abs=2e-4)
+    assert np.all(s.rho[j[0]:j[-1]] == pytest.approx(s.params.jam_density, rel=1e-9))   # one-cell fronts
+    c = s.counts()
+    assert abs(c["initial"] + c["in"] - c["out"] - c["present"]) < 1e-12 * c["present"]
+
+
+def test_two_phase_lwr_restarts_bitwise_and_checks_its_settings():
+    """Reference: the uninterrupted run (the phase flags are state: a run restored from a state
+    taken half-way must end bitwise equal).  Settings: phases need order 1, a discharge and a
+    fixed diagram; the default (phases: none) is unchanged."""
+    _, _, s, saved = two_phase_road(t_end=400.0, restart_at=500)
+    r = LWRSolver(MPI.COMM_SELF, s.params)
+    r.initialize(0.0)
+    r.restore(saved)
+    for n in range(500, 1000):
+        r.advance(n * 0.4, 0.4)
+    assert np.array_equal(r.rho, s.rho) and np.array_equal(r.jam, s.jam) and np.any(r.jam)
+    (v0, T, s0, delta, length), q_in, rho_jam = shipped()
+    base = dict(diagram="idm_wide_jam", idm_v0=v0, idm_T=T, idm_s0=s0, idm_delta=delta, idm_length=length,
+                jam_inflow=q_in, jam_density=rho_jam, cells=10)
+    assert LWRSolver.check(LWRParams(**base, discharge=0.5, phases="wide_jam")) == []
+    assert [q[0] for q in LWRSolver.check(LWRParams(**base, discharge=0.5, phases="wide_jam", order=2))] == ["phases"]
+    assert [q[0] for q in LWRSolver.check(LWRParams(**base, phases="wide_jam"))] == ["discharge"]
+    assert LWRParams().phases == "none"

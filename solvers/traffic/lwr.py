@@ -391,7 +391,7 @@ class LWRSolver(Solver):
         send = np.minimum(D[1:-1], S[2:])                        # what cells -1..n send on, (n + 2,)
         with np.errstate(invalid="ignore"):
             rest = np.maximum(send - (rho[1:-1] - self.rho_out) * self.dx / dt, 0.0)
-        S = np.where(jam[1:-1] > 0, np.nan_to_num(rest, nan=0.0), S[1:-1])
+        S = np.where((jam[1:-1] > 0) & ~np.isnan(rest), rest, S[1:-1])
         return D[1:-1], S
 
     def _discharge_state(self) -> float:
@@ -475,18 +475,18 @@ class LWRSolver(Solver):
         fd = self.fd
         self._check_cfl(dt)
         self.last_dt = dt
-        lo, hi = self._interface_states(dt)      # ghost-extended, NaN at road ends
-        D = fd.demand(hi)                         # what each cell can send through its right edge
         if p.phases == "wide_jam":
             if self.rho_out is None or self._rho_out_fd is not fd:
                 self.rho_out, self._rho_out_fd = self._discharge_state(), fd
             D, S = self._phase_fluxes(dt)
-        elif isinstance(fd, CapacityDrop) and self.params.order == 2:
-            # a queue is a congested cell AVERAGE: an edge value reconstructed below the critical
-            # density must not let a jam's edge cell send the capacity (no drop)
-            D = np.where(self._ext > fd.rho_crit, fd.discharge, D)
-        if p.phases != "wide_jam":
-            S = fd.supply(lo)                     # what it can receive through its left edge
+        else:
+            lo, hi = self._interface_states(dt)      # ghost-extended, NaN at road ends
+            D = fd.demand(hi)                         # what each cell can send through its right edge
+            if isinstance(fd, CapacityDrop) and self.params.order == 2:
+                # a queue is a congested cell AVERAGE: an edge value reconstructed below the critical
+                # density must not let a jam's edge cell send the capacity (no drop)
+                D = np.where(self._ext > fd.rho_crit, fd.discharge, D)
+            S = fd.supply(lo)                         # what it can receive through its left edge
         # interior interfaces j = 0..n between extended cells j and j+1
         out = np.minimum(D[:-1], S[1:] / (1.0 - self.beta[:-1]))      # what leaves cell j
         F = out * (1.0 - self.beta[:-1])                               # what enters cell j+1

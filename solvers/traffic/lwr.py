@@ -24,8 +24,7 @@ a cell whose average density is above critical sends at most the queue discharge
 flow.  Limit: on a diagram whose congested branch carries more than the
 discharge just above critical (``idm_wide_jam``), a discharging jam leaves that
 congested state behind it, not the free state a real jam discharges into -- one
-conservation law cannot carry both fronts of a wide jam (that needs a second,
-two-phase equation).
+diagram cannot carry both fronts of a wide jam (``phases: wide_jam`` below can).
 
 ``phases: wide_jam`` (order 1, with ``discharge`` and ``jam_density``): that second
 phase, as a cell-transmission rule with a phase flag per cell (hysteresis).  For a

@@ -103,7 +103,8 @@ def imvj_job(tmp_path, restart: str) -> str:
     return write(tmp_path, f"imvj_{restart}", spec)
 
 
-@pytest.mark.parametrize("restart", ["none", pytest.param("ls", marks=pytest.mark.verify)])
+@pytest.mark.verify   # ~11 s per case; IQN-ILS kill + restart stays in the default suite (test_restart.py)
+@pytest.mark.parametrize("restart", ["none", "ls"])
 def test_imvj_sigkill_then_restart_is_bitwise(tmp_path, restart):
     """SIGKILL after the first checkpoint, restart from the latest: every output equal to
     the uninterrupted run's, and the same iteration counts (the Jacobian -- explicit rows

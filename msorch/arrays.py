@@ -56,6 +56,17 @@ def bcast_json(comm, obj, root: int = 0):
     return json.loads(buf.tobytes().decode())
 
 
+def allgather_json(comm, obj) -> list:
+    """Every rank's small JSON-able value, in rank order, with buffer calls (collective)."""
+    data = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+    sizes = np.empty(comm.Get_size(), dtype=np.int64)
+    comm.Allgather(np.array([len(data)], dtype=np.int64), sizes)
+    buf = np.empty(int(sizes.sum()), dtype=np.uint8)
+    comm.Allgatherv(data, (buf, sizes))
+    ends = np.cumsum(sizes)
+    return [json.loads(buf[e - n:e].tobytes().decode()) for n, e in zip(sizes, ends)]
+
+
 def gather_rows(comm, rows: np.ndarray, root: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """Gather row blocks (n_local, ...) to ``root`` in rank order (collective).
 

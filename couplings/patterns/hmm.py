@@ -98,6 +98,7 @@ import typing
 import numpy as np
 
 from couplings.patterns import Roles
+from msorch.arrays import allgather_json
 from msorch.messages import TAG_PATTERN0
 from msorch.solver import NoParams, Solver
 
@@ -746,7 +747,7 @@ class Farm:
         if self.size > 1:
             # Checkpoints want the same keys on every rank of a group: empty where a rank holds none
             # (key names are tiny control data).
-            keys = set().union(*self.comm.allgather(sorted(out)))
+            keys = set().union(*allgather_json(self.comm, sorted(out)))
             out.update({k: np.zeros(0) for k in sorted(keys) if k not in out})
         return out
 

@@ -349,30 +349,20 @@ class LWRSolver(Solver):
         return f
 
     # ------------------------------------------------------------------ step
-    def _halo(self, width: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Densities of the ``width`` cells just outside this segment, shape (width,) each (NaN at
-        the road ends). Collective."""
-        left, right = np.full(width, np.nan), np.full(width, np.nan)
+    def _halo(self, width: int = 1, values: np.ndarray | None = None,
+              fill: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+        """``values`` (default the densities) of the ``width`` cells just outside this segment,
+        shape (width,) each (``fill`` beyond the road ends). Collective."""
+        values = self.rho if values is None else values
+        left, right = np.full(width, fill), np.full(width, fill)
         if self.size == 1:
             return left, right
         from mpi4py import MPI
         nxt = self.rank + 1 if self.rank + 1 < self.size else MPI.PROC_NULL
         prv = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
-        self.comm.Sendrecv(self.rho[-width:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
-        self.comm.Sendrecv(self.rho[:width].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
+        self.comm.Sendrecv(values[-width:].copy(), dest=nxt, sendtag=31, recvbuf=left, source=prv, recvtag=31)
+        self.comm.Sendrecv(values[:width].copy(), dest=prv, sendtag=32, recvbuf=right, source=nxt, recvtag=32)
         return left, right
-
-    def _jam_halo(self) -> np.ndarray:
-        """Phase flags (1 JAM, 0 FREE) of this segment with 2 ghost cells each side, shape
-        (n_local + 4,) (0 beyond the road ends). Collective."""
-        left, right = np.zeros(2), np.zeros(2)
-        if self.size > 1:
-            from mpi4py import MPI
-            nxt = self.rank + 1 if self.rank + 1 < self.size else MPI.PROC_NULL
-            prv = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
-            self.comm.Sendrecv(self.jam[-2:].copy(), dest=nxt, sendtag=33, recvbuf=left, source=prv, recvtag=33)
-            self.comm.Sendrecv(self.jam[:2].copy(), dest=prv, sendtag=34, recvbuf=right, source=nxt, recvtag=34)
-        return np.concatenate([left, self.jam, right])
 
     def _phase_fluxes(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """Two-phase demand and supply [veh/s] of the ghost-extended cells, shape (n_local + 2,) each.
@@ -383,7 +373,8 @@ class LWRSolver(Solver):
         the jump speed without a per-cell overshoot delay."""
         left, right = self._halo(2)
         rho = np.concatenate([left, self.rho, right])            # (n + 4,)
-        jam = self._jam_halo()
+        jl, jr = self._halo(2, self.jam, 0.0)                     # phase flags, FREE beyond the ends
+        jam = np.concatenate([jl, self.jam, jr])
         D, S = self._phase_demand_supply(rho, jam, dt)
         if self.seg.last:
             S[-2] = self._down_supply()                          # the downstream boundary's supply

@@ -84,3 +84,12 @@ def test_handshake_mismatch_fails_on_both_ends():
     spec = FieldSpec("float64", 1, "K" if in_a else "degC", pts)
     with pytest.raises(ChannelError, match="units mismatch: a.out has 'K', b.in has 'degC'"):
         Channel(world, group, Endpoint("a", "out", a), Endpoint("b", "in", b), spec, "nearest", 1, 1001)
+
+
+def test_allgather_json_matches_mpi4py_allgather():
+    """Reference: mpi4py's pickle-based ``allgather`` of the same values (rank-dependent
+    lengths, rank 0's list empty): msorch's buffer-call version gives the same list."""
+    from msorch.arrays import allgather_json
+    world = MPI.COMM_WORLD
+    mine = sorted(f"instance{i}.x" for i in range(world.Get_rank()))
+    assert allgather_json(world, mine) == world.allgather(mine)

@@ -96,7 +96,8 @@ class Channel:
         rank = comm.Get_rank()
         self.is_source, self.is_target = rank in src.ranks, rank in dst.ranks
         self._requests = []
-        self._bound_sends, self._bound_sending = [], False
+        self._bound_sends = []
+        self._bound_wait = lambda: None
         if not (self.is_source or self.is_target):
             return
         self.spec = spec
@@ -223,9 +224,8 @@ class Channel:
         if self._requests:
             MPI.Request.Waitall(self._requests)
             self._requests = []
-        if self._bound_sending:
-            self._bound_wait()
-            self._bound_sending = False
+        # Waiting on an inactive persistent request returns at once: no flag to keep.
+        self._bound_wait()
 
     # --- bound (persistent) transfers: the window loop's hot path -------------
     def bind_send(self, block: np.ndarray) -> None:
@@ -254,12 +254,24 @@ class Channel:
 
         The caller must :meth:`wait_sent` before it writes into the block again.
         """
-        if self._requests or self._bound_sending:
-            self.wait_sent()
-        for idx, buffer in self._bound_packs:
-            np.take(self._bound_block, idx, axis=1, out=buffer)
-        self._bound_start()
-        self._bound_sending = True
+        self.wait_sent()
+        self.send_ops()[0]()
+
+    def send_ops(self) -> tuple:
+        """(start, wait) callables of the bound send, for a loop that calls them directly.
+
+        ``start()`` packs scattered rows and starts the sends of the block's current
+        contents; ``wait()`` completes them (at once when none is in flight).
+        """
+        if not self._bound_packs:
+            return self._bound_start, self._bound_wait
+        block, packs, start = self._bound_block, self._bound_packs, self._bound_start
+
+        def pack_and_start():
+            for idx, buffer in packs:
+                np.take(block, idx, axis=1, out=buffer)
+            start()
+        return pack_and_start, self._bound_wait
 
     def bind_recv(self, dest: np.ndarray | None = None) -> np.ndarray:
         """Make persistent receives of a full block (target ranks); returns where it lands.
@@ -290,6 +302,18 @@ class Channel:
         if self._bound_direct:
             return self._bound_dest
         return self._finish(self.samples, self._bound_dest)
+
+    def recv_ops(self) -> tuple:
+        """(start, wait) callables of the bound receive; after ``wait()`` the mapped block is in
+        the bound destination (what :meth:`recv_bound` does, for a loop that calls them directly)."""
+        if self._bound_direct:
+            return self._recv_start, self._recv_wait
+        wait, finish, k, dest = self._recv_wait, self._finish, self.samples, self._bound_dest
+
+        def wait_and_map():
+            wait()
+            finish(k, dest)
+        return self._recv_start, wait_and_map
 
     def recv(self, k: int | None = None) -> np.ndarray:
         """Receive one block and map it: returns (k, n_local, components) (target ranks).

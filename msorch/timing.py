@@ -51,6 +51,12 @@ class PhaseClock:
         self.marks: list = []              # flat (phase, seconds) pairs; phase -1: a window's end
         self._last = time.perf_counter()   # the previous lap's time (the clock's start)
 
+    def restart(self) -> float:
+        """Start the first lap now (perf_counter s, returned); nothing recorded is kept."""
+        self.marks.clear()
+        self._last = _perf()
+        return self._last
+
     def lap(self, phase: int) -> None:
         """Charge the time since the previous lap to ``phase``."""
         self.marks += (phase, _perf())
@@ -65,7 +71,7 @@ class PhaseClock:
         Laps after the last window end stay for the next call.
         """
         marks = self.marks
-        flat = np.array(marks, dtype=np.float64).reshape(-1, 2)
+        flat = np.fromiter(marks, np.float64, len(marks)).reshape(-1, 2)
         ends = np.flatnonzero(flat[:, 0] < 0)
         if not len(ends):
             return np.zeros((0, len(PHASES)))
@@ -77,6 +83,6 @@ class PhaseClock:
         if len(times):
             self._last = times[-1]
         window = np.cumsum(~lap)[lap]          # window ends before each lap = its row
-        rows = np.zeros((len(ends), len(PHASES)))
-        np.add.at(rows, (window, done[lap, 0].astype(np.intp)), seconds)
-        return rows
+        # bincount sums in index order, as a per-window accumulator would (np.add.at: ~1 us per lap)
+        cell = window * len(PHASES) + done[lap, 0].astype(np.intp)
+        return np.bincount(cell, seconds, minlength=len(ends) * len(PHASES)).reshape(len(ends), len(PHASES))

@@ -367,7 +367,7 @@ class Worker:
         self._local_sums = False
         self._max_iterations = self.job.scheme.max_iterations
         # Implicit loop-closing inbounds: the window's last received sample is held over the next
-        # window (_close_window); the receive lands in the channel's fixed array, bound here.
+        # window (closes in _make_implicit_window); the receive lands in the channel's fixed array, bound here.
         self._hold = [_copier(inb.used, inb.landing[-1]) for inb in self._closing] \
             if self.implicit else []
         if self.implicit:
@@ -433,7 +433,7 @@ class Worker:
                 self._sent_next.append(_copier(prev, block))
                 self._sent_close.append(_copier(prev, block[-1]))
         MPI.Request.Waitall(requests)
-        self.measure_of = {}          # _receive measures nothing now: the writers above do
+        self.measure_of = {}          # the receives measure nothing now: the writers above do
         self._local_sums = True
 
     def _next_event(self, w: int, control: Control) -> int:
@@ -460,14 +460,15 @@ class Worker:
         # The writer writes when (windows done) % every == 0; called only then.
         write_every = self.writer.every if self.writer.fields != () else 0
         writer, solver = self.writer, self.solver
-        explicit_window = self._explicit_window
+        clock = self.clock = PhaseClock()
+        self._steps = self._make_steps()
+        run_window = self._make_implicit_window() if self.implicit else self._make_explicit_window()
         # Start every group's clock together: setup skew is not a window's cost.
         self.phase = "waiting for the other solvers"
         self.ctx.solvers.Barrier()
         perf = time.perf_counter
-        last_window_done = perf()
+        last_window_done = clock.restart()
         self.stopped_early = False
-        clock = self.clock = PhaseClock()
         rows, marks, window_end, explicit = self.rows, clock.marks, PhaseClock.END, not self.implicit
         no_residuals = (0.0,) * self.n_measures
         next_event = NONE
@@ -478,13 +479,12 @@ class Worker:
                 clock.lap(WAIT)
             self.window = w
             if explicit:
-                explicit_window(w)
-                now = perf()
+                now = run_window(w)
                 rows += (w, 1, now - last_window_done, 1)
                 if no_residuals:
                     rows += no_residuals
             else:
-                iterations, residuals, converged = self._window(w)
+                iterations, residuals, converged = run_window(w)
                 now = perf()
                 rows += (w, iterations, now - last_window_done, converged)
                 rows += residuals
@@ -504,6 +504,7 @@ class Worker:
         self._sync_window_start()
         for ch in self._sends:
             ch.wait_sent()
+        self._wait_reported()
         self.writer.close()
         self.solver.finalize()
 
@@ -522,61 +523,89 @@ class Worker:
             return True
         return False
 
-    def _steps_and_send(self, solver, clock, t_w: float) -> None:
-        """The window's sub-steps from ``t_w`` (s) and the sends of their samples (explicit and
-        implicit windows alike)."""
-        for before_steps in self._step_hooks:
-            before_steps()
-        for ch in self._sends:
-            ch.wait_sent()           # the previous window's sends: their blocks are rewritten now
-        marks, perf = clock.marks, time.perf_counter     # clock.lap(...), written out
-        dt = self.spec.dt
-        for s, (puts, gets) in enumerate(zip(self._puts, self._gets)):
-            self.step += 1
-            self.phase = "put"
-            for field, exact, inb in puts:
-                solver.put(field, exact if exact is not None else self._input_at(inb, s))
-            self.phase = "advance"
-            solver.advance(t_w + s * dt, dt)
-            self.phase = "get"
-            for field, view in gets:
-                view[...] = solver.get(field)
-        marks += (COMPUTE, perf())
-        self.phase = "send"
-        for out in self.outbound:
-            if out.finite is not None and not out.finite():
-                self._check_finite(out, len(out.samples))
-            for ch in out.channels:
-                ch.send_bound()
-        for write in self._sent_measures:
-            write()                  # the sums of what was sent, while the data travels (the block stays)
-        marks += (EXCHANGE, perf())
-        self.phase = "receive"
+    def _make_steps(self):
+        """A callable ``steps(t_w)``: the window's sub-steps from ``t_w`` (s) and the sends of
+        their samples (explicit and implicit windows alike).
 
-    def _explicit_window(self, w: int) -> None:
-        """One explicit window: fresh inputs, sub-steps, send, loop-closing inputs.
-
-        The explicit case of :meth:`_window` + :meth:`_run_stage`, with what
-        does not change between windows bound once by :meth:`_bind`: received
-        data lands in ``Inbound.used[1:]`` directly.
+        One closure over everything :meth:`_bind` bound (the solver's methods, the channels'
+        request ``start``/``wait`` callables, per-sub-step put/get lists): a window's Python is
+        its own statements, without attribute look-ups and calls through the channels.
         """
-        clock, solver = self.clock, self.solver
-        if self._window_hooks or self._fresh:
-            for window_start in self._window_hooks:
-                window_start(w)
-            clock.lap(EXCHANGE)
-            self.phase = "receive"
-            for inb in self._fresh:
-                inb.channel.recv_bound()
-            clock.lap(WAIT)
-        self._steps_and_send(solver, clock, self._t0 + w * self._width)
-        for inb in self._closing:
-            inb.channel.recv_bound()       # lands in used[1:]; held constant over the next window
-        for inb in self._closing_copy:
-            inb.head[...] = inb.last
-        for inb in self._fresh_copy:
-            inb.first[...] = inb.last
-        clock.marks += (WAIT, time.perf_counter())
+        worker, solver = self, self.solver
+        put, advance, get, input_at = solver.put, solver.advance, solver.get, self._input_at
+        marks, perf, dt = self.clock.marks, time.perf_counter, self.spec.dt
+        step_hooks, sent_measures = self._step_hooks, self._sent_measures
+        waits = [ch.send_ops()[1] for ch in self._sends]
+        sub_steps = list(zip(self._puts, self._gets))
+        outputs = [(out, out.finite, [ch.send_ops()[0] for ch in out.channels], len(out.samples))
+                   for out in self.outbound]
+
+        def steps(t_w: float) -> None:
+            nonlocal marks
+            for before_steps in step_hooks:
+                before_steps()
+            for wait in waits:
+                wait()               # the previous window's sends: their blocks are rewritten now
+            s = 0
+            for puts, gets in sub_steps:
+                worker.step += 1
+                worker.phase = "put"
+                for field, exact, inb in puts:
+                    put(field, exact if exact is not None else input_at(inb, s))
+                worker.phase = "advance"
+                advance(t_w + s * dt, dt)
+                worker.phase = "get"
+                for field, view in gets:
+                    view[...] = get(field)
+                s += 1
+            marks += (COMPUTE, perf())
+            worker.phase = "send"
+            for out, finite, starts, k in outputs:
+                if finite is not None and not finite():
+                    worker._check_finite(out, k)
+                for start in starts:
+                    start()
+            for write in sent_measures:
+                write()              # the sums of what was sent, while the data travels (the block stays)
+            marks += (EXCHANGE, perf())
+            worker.phase = "receive"
+        return steps
+
+    def _make_explicit_window(self):
+        """A callable ``window(w)`` running explicit window ``w``; returns its end (perf_counter s).
+
+        Fresh inputs, sub-steps, send, loop-closing inputs (which land in ``Inbound.used[1:]``
+        directly), the end-of-window copies :meth:`_bind` kept: the explicit case of one
+        iteration of :meth:`_make_implicit_window`, bound once.
+        """
+        worker, steps, marks, perf = self, self._steps, self.clock.marks, time.perf_counter
+        window_hooks, t0, width = self._window_hooks, self._t0, self._width
+        fresh = [inb.channel.recv_ops() for inb in self._fresh]
+        closing = [inb.channel.recv_ops() for inb in self._closing]
+        copies = [_copier(inb.head, inb.last) for inb in self._closing_copy] + \
+                 [_copier(inb.first, inb.last) for inb in self._fresh_copy]
+
+        def window(w: int) -> float:
+            nonlocal marks
+            if window_hooks or fresh:
+                for window_start in window_hooks:
+                    window_start(w)
+                marks += (EXCHANGE, perf())
+                worker.phase = "receive"
+                for start, wait in fresh:
+                    start()
+                    wait()
+                marks += (WAIT, perf())
+            steps(t0 + w * width)
+            for start, wait in closing:
+                start()
+                wait()               # lands in used[1:]; held constant over the next window
+            for copy in copies:
+                copy()
+            now = perf()
+            marks += (WAIT, now)
+            return now
+        return window
 
     def _sync_window_start(self) -> None:
         """Make the end-of-window copies that explicit windows defer (see :meth:`_bind`).
@@ -655,77 +684,104 @@ class Worker:
         gathered = np.empty((self.group.Get_size(), *phases.shape)) if self.root else None
         self.group.Gather(phases, gathered, root=0)
         if self.root and self.rows:
-            rows = np.array(self.rows, dtype=np.float64).reshape(-1, report_width(self.n_measures))
-            self.ctx.world.Send(rows, dest=0, tag=TAG_REPORT)
-            self.ctx.world.Send(np.ascontiguousarray(gathered.transpose(1, 0, 2)), dest=0, tag=TAG_TIMING)
+            rows = np.fromiter(self.rows, np.float64, len(self.rows)).reshape(-1, report_width(self.n_measures))
+            # Not waited for: a blocking send of a large report waits for the coordinator to
+            # wake and post its receive (up to its poll interval, ~1 ms), with both solvers stalled.
+            self._wait_reported()
+            world = self.ctx.world
+            self._reports = [(world.Isend(rows, dest=0, tag=TAG_REPORT), rows)]
+            phases = np.ascontiguousarray(gathered.transpose(1, 0, 2))
+            self._reports.append((world.Isend(phases, dest=0, tag=TAG_TIMING), phases))
         self.rows.clear()
 
-    def _window(self, w: int) -> tuple[int, list[float], int]:
-        """Run window ``w`` to convergence (or once, explicit); returns (iterations, residuals, converged)."""
-        if not self.implicit:
-            self._explicit_window(w)
-            return 1, [0.0] * self.n_measures, 1
-        t_w = self._t0 + w * self._width
-        for window_start in self._window_hooks:
-            window_start(w)
-        self.phase = "state"
-        snapshot = _snapshot(self.solver.state())
-        self.clock.lap(COMPUTE)
-        if self.accelerator is not None:
-            self.accelerator.new_window()
-        max_it = self._max_iterations
-        for k in range(max_it):
-            sums = self._run_stage(t_w)
-            rel, converged = self._converged(sums)
-            if converged or k == max_it - 1:
-                if self.accelerator is not None:
-                    self.phase = "acceleration"
-                    self.accelerator.converged(*self._acc_vectors())
-                self._close_window()
-                return k + 1, rel, int(converged)
-            self._accelerate()
-            for copy in self._sent_next:
-                copy()                        # prev[...] = block: what the receiver uses next
-            self.clock.lap(EXCHANGE)
-            self.phase = "restore"
-            self.solver.restore(snapshot)
-            self.clock.lap(COMPUTE)
-        raise AssertionError("unreachable")
+    def _wait_reported(self) -> None:
+        """Complete the previous report's sends (their arrays are kept alive until then)."""
+        for request, _ in getattr(self, "_reports", ()):
+            request.Wait()
+        self._reports = []
 
-    def _run_stage(self, t_w: float) -> np.ndarray:
-        """One pass over an implicit window: fresh inputs, sub-steps, send, loop-closing inputs.
+    def _make_implicit_window(self):
+        """A callable ``window(w)`` running implicit window ``w`` to convergence; returns
+        (iterations, relative residuals, converged).
 
-        Returns local convergence sums: (n_measures, 2) = (sum r², sum x²).
+        Per iteration: fresh inputs, sub-steps, send, loop-closing inputs, convergence;
+        then the solver rolls back to the window start's snapshot unless the window is
+        done.  Bound once, as :meth:`_make_explicit_window`.
         """
-        sums = self._sums
-        if not self._local_sums:     # (local sums: every entry is rewritten, see _bind_residuals)
-            sums.fill(0.0)
-        clock, solver = self.clock, self.solver
-        if self._fresh:
-            clock.lap(EXCHANGE)
-            self.phase = "receive"
-            for inb in self._fresh:
-                self._receive(inb, sums)
-            clock.lap(WAIT)
-        self._steps_and_send(solver, clock, t_w)
-        for inb in self._closing:
-            self._receive(inb, sums)
-        for write in self._received_measures:
-            write()
-        clock.lap(WAIT)
-        return sums
+        worker, steps, marks, perf = self, self._steps, self.clock.marks, time.perf_counter
+        state, restore = self.solver.state, self.solver.restore
+        window_hooks, t0, width, max_it = self._window_hooks, self._t0, self._width, self._max_iterations
+        acc, sums, local_sums = self.accelerator, self._sums, self._local_sums
+        received_measures, sent_next = self._received_measures, self._sent_next
+        decide = self._make_decision()
+        # The window's last values start the next one; loop-closing data is held constant:
+        # fresh inputs' first sample, the held last received sample (inb.used[...] = inb.new[-1]),
+        # the sender's copy of what its receiver holds (prev[...] = block[-1]).
+        closes = [_copier(inb.first, inb.last) for inb in self._fresh] + self._hold + self._sent_close
 
-    def _receive(self, inb: Inbound, sums):
-        """An implicit iteration's data: fresh data is used at once, loop-closing data kept in ``inb.new``."""
-        data = inb.channel.recv_bound()
-        if inb.index in self.measure_of:
-            self._measure(sums, inb, data)
-        if inb.fresh:
-            inb.used[1:] = data
-        else:
-            # Loop-closing data of an implicit window: keep the solver's output
-            # beside what was used; acceleration combines them.
-            inb.new = data
+        def receiving(inb):
+            start, wait = inb.channel.recv_ops()
+            measure = (lambda: worker._measure(sums, inb, inb.landing)) if inb.index in self.measure_of else None
+            copy = _copier(inb.used[1:], inb.landing) if inb.fresh else None
+            return start, wait, measure, copy
+        fresh = [receiving(inb) for inb in self._fresh]
+        closing = [receiving(inb)[:3] for inb in self._closing]
+        for inb in self._closing:
+            inb.new = inb.landing    # loop-closing data is kept beside what was used: acceleration combines them
+
+        def stage(t_w: float) -> None:
+            nonlocal marks
+            if not local_sums:       # (local sums: every entry is rewritten, see _bind_residuals)
+                sums.fill(0.0)
+            if fresh:
+                marks += (EXCHANGE, perf())
+                worker.phase = "receive"
+                for start, wait, measure, copy in fresh:
+                    start()
+                    wait()
+                    if measure is not None:
+                        measure()
+                    copy()
+                marks += (WAIT, perf())
+            steps(t_w)
+            for start, wait, measure in closing:
+                start()
+                wait()
+                if measure is not None:
+                    measure()
+            for write in received_measures:
+                write()
+            marks += (WAIT, perf())
+
+        def window(w: int) -> tuple[int, list[float], int]:
+            nonlocal marks
+            t_w = t0 + w * width
+            for window_start in window_hooks:
+                window_start(w)
+            worker.phase = "state"
+            snapshot = _snapshot(state())
+            marks += (COMPUTE, perf())
+            if acc is not None:
+                acc.new_window()
+            for k in range(max_it):
+                stage(t_w)
+                rel, ok = decide()
+                if ok or k == max_it - 1:
+                    if acc is not None:
+                        worker.phase = "acceleration"
+                        acc.converged(*worker._acc_vectors())
+                    for close in closes:
+                        close()
+                    return k + 1, rel, ok
+                worker._accelerate()
+                for copy in sent_next:
+                    copy()                        # prev[...] = block: what the receiver uses next
+                marks += (EXCHANGE, perf())
+                worker.phase = "restore"
+                restore(snapshot)
+                marks += (COMPUTE, perf())
+            raise AssertionError("unreachable")
+        return window
 
     def _measure(self, sums, inb, data):
         m = self.measure_of[inb.index]
@@ -748,26 +804,35 @@ class Worker:
         inb.value += w1 * inb.used[i1]
         return inb.value.reshape(inb.view_shape)
 
-    def _converged(self, sums) -> tuple[list[float], int]:
-        self.phase = "convergence"
-        if self._local_sums:
-            # Every rank has every measure (_bind_residuals): nothing to wait for; the decision's
-            # few statements count for the next lap's phase (the next window's snapshot: compute).
-            flat = iter(self._sums_flat)
-            pairs = zip(flat, flat)
-        else:
-            self.ctx.solvers.Allreduce(sums, self._total)
-            pairs = self._total.tolist()
-            self.clock.lap(WAIT)
-        rel, ok = [], True
-        for (r2, x2), (relative, absolute) in zip(pairs, self.criteria):
-            r, x = math.sqrt(r2), math.sqrt(x2)
-            rel.append(r / x if x > 0 else r)
-            if relative is not None and not (r <= relative * x):
-                ok = False
-            if absolute is not None and not (r <= absolute):
-                ok = False
-        return rel, int(ok)
+    def _make_decision(self):
+        """A callable -> (relative residual per criterion, converged 0/1) of the iteration just run.
+
+        From the local sums when every rank has every measure (:meth:`_bind_residuals`:
+        nothing to wait for; the decision's few statements count for the next lap's phase),
+        else from their ``Allreduce`` over all solver ranks.
+        """
+        worker, criteria, sqrt = self, self.criteria, math.sqrt
+        sums, total, comm, local = self._sums, self._total, self.ctx.solvers, self._local_sums
+        marks, perf = self.clock.marks, time.perf_counter
+        flat = memoryview((sums if local else total).reshape(-1))
+
+        def decide() -> tuple[list[float], int]:
+            nonlocal marks
+            worker.phase = "convergence"
+            if not local:
+                comm.Allreduce(sums, total)
+                marks += (WAIT, perf())
+            rel, ok, i = [], 1, 0
+            for relative, absolute in criteria:
+                r, x = sqrt(flat[i]), sqrt(flat[i + 1])
+                i += 2
+                rel.append(r / x if x > 0 else r)
+                if relative is not None and not (r <= relative * x):
+                    ok = 0
+                if absolute is not None and not (r <= absolute):
+                    ok = 0
+            return rel, ok
+        return decide
 
     def _accelerate(self):
         self.phase = "acceleration"
@@ -791,15 +856,6 @@ class Worker:
             return np.zeros(0), np.zeros(0)
         return (np.concatenate([inb.used[1:].ravel() for inb in self.acc_inbound]),
                 np.concatenate([inb.new.ravel() for inb in self.acc_inbound]))
-
-    def _close_window(self):
-        """The implicit window's last values start the next one; loop-closing data is held constant."""
-        for inb in self._fresh:
-            inb.first[...] = inb.last
-        for hold in self._hold:
-            hold()                            # inb.used[...] = inb.new[-1]
-        for copy in self._sent_close:
-            copy()                            # prev[...] = block[-1]: the receiver holds the last sample
 
     def _check_finite(self, out: Outbound, k: int):
         block = out.samples[:k]

@@ -76,6 +76,9 @@ def residual_sums(data: np.ndarray, used: np.ndarray) -> tuple[float, float]:
     if _is_small(data) and used.dtype == np.float64:
         return _small_sums(data.ravel().tolist(), used.ravel().tolist())
     r = data - used
+    if r.dtype == np.float64:
+        r, x = r.reshape(-1), data.reshape(-1)
+        return float(r.dot(r)), float(x.dot(x))   # vdot's bits (the same BLAS dot), ~0.5 us less each
     return float(np.vdot(r, r).real), float(np.vdot(data, data).real)
 
 
@@ -98,6 +101,17 @@ def _sums_writer(flat: memoryview, at: int, data: np.ndarray, used: np.ndarray):
 
         def write():
             flat[at], flat[at + 1] = _small_sums(d, u)
+        return write
+
+    if data.dtype == used.dtype == np.float64 and data.flags.c_contiguous and used.flags.c_contiguous:
+        # residual_sums written out on fixed views, the difference in a scratch array made once
+        r = np.empty(data.size)
+        d, u = data.reshape(-1), used.reshape(-1)
+
+        def write():
+            np.subtract(d, u, out=r)
+            flat[at] = r.dot(r)
+            flat[at + 1] = d.dot(d)
         return write
 
     def write():
@@ -221,6 +235,11 @@ def _finite_test(block: np.ndarray):
     if block.size <= 8 and block.dtype in (np.float64, np.float32):
         flat = memoryview(block.reshape(-1))
         return lambda: all(map(math.isfinite, flat))
+    if block.dtype.kind == "f" and block.flags.c_contiguous:
+        # a 1-D view's sum and math.isfinite: ~1.5 us less at n = 1,000 than the 3-D sum and
+        # a numpy scalar ufunc (isfinite of a numpy scalar alone costs ~1 us here)
+        flat = block.reshape(-1)
+        return lambda: math.isfinite(flat.sum()) or bool(np.isfinite(block).all())
     return lambda: bool(np.isfinite(block.sum()) or np.isfinite(block).all())
 
 
@@ -729,30 +748,6 @@ class Worker:
         for inb in self._closing:
             inb.new = inb.landing    # loop-closing data is kept beside what was used: acceleration combines them
 
-        def stage(t_w: float) -> None:
-            nonlocal marks
-            if not local_sums:       # (local sums: every entry is rewritten, see _bind_residuals)
-                sums.fill(0.0)
-            if fresh:
-                marks += (EXCHANGE, perf())
-                worker.phase = "receive"
-                for start, wait, measure, copy in fresh:
-                    start()
-                    wait()
-                    if measure is not None:
-                        measure()
-                    copy()
-                marks += (WAIT, perf())
-            steps(t_w)
-            for start, wait, measure in closing:
-                start()
-                wait()
-                if measure is not None:
-                    measure()
-            for write in received_measures:
-                write()
-            marks += (WAIT, perf())
-
         def window(w: int) -> tuple[int, list[float], int]:
             nonlocal marks
             t_w = t0 + w * width
@@ -763,16 +758,38 @@ class Worker:
             marks += (COMPUTE, perf())
             if acc is not None:
                 acc.new_window()
-            for k in range(max_it):
-                stage(t_w)
+            k = 0
+            while True:
+                if not local_sums:       # (local sums: every entry is rewritten, see _bind_residuals)
+                    sums.fill(0.0)
+                if fresh:
+                    marks += (EXCHANGE, perf())
+                    worker.phase = "receive"
+                    for start, wait, measure, copy in fresh:
+                        start()
+                        wait()
+                        if measure is not None:
+                            measure()
+                        copy()
+                    marks += (WAIT, perf())
+                steps(t_w)
+                for start, wait, measure in closing:
+                    start()
+                    wait()
+                    if measure is not None:
+                        measure()
+                for write in received_measures:
+                    write()
+                marks += (WAIT, perf())
                 rel, ok = decide()
-                if ok or k == max_it - 1:
+                k += 1
+                if ok or k == max_it:
                     if acc is not None:
                         worker.phase = "acceleration"
                         acc.converged(*worker._acc_vectors())
                     for close in closes:
                         close()
-                    return k + 1, rel, ok
+                    return k, rel, ok
                 worker._accelerate()
                 for copy in sent_next:
                     copy()                        # prev[...] = block: what the receiver uses next
@@ -780,7 +797,6 @@ class Worker:
                 worker.phase = "restore"
                 restore(snapshot)
                 marks += (COMPUTE, perf())
-            raise AssertionError("unreachable")
         return window
 
     def _measure(self, sums, inb, data):

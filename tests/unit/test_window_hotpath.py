@@ -148,7 +148,7 @@ def test_residual_sums_one_value_is_bitwise_vdot_and_both_paths_agree():
     terms.  The bound writer of the sending/receiving side must give the kernel's bits exactly
     (the totals are compared bitwise across ranks)."""
     rng = np.random.default_rng(11)
-    for size in (1, 2, 3, 8, 9, 40):
+    for size in (1, 2, 3, 8, 9, 40, 1000):
         for _ in range(300):
             d, u = _values(rng, (size, 1, 1)), _values(rng, (size, 1, 1))
             r2, x2 = residual_sums(d, u)

@@ -238,16 +238,23 @@ class Channel:
         assert block.shape[0] == self.samples and block.flags.c_contiguous
         self.wait_sent()
         n = block.shape[1]
-        self._bound_sends, self._bound_packs = [], []
+        self._bound_sends, packs = [], []
         for dest, span, idx, buffer in self._send_to:
             if span is not None and (self.samples == 1 or (span.start == 0 and span.stop == n)):
                 data = block[:, span]     # contiguous: sent in place
             else:
                 data = buffer             # scattered (or a partial span of several samples): packed
-                self._bound_packs.append((idx, buffer))
+                packs.append((idx, buffer))
             self._bound_sends.append(self.comm.Send_init(data, dest=dest, tag=self.tag))
-        self._bound_block = block
-        self._bound_start, self._bound_wait = _start_wait(self._bound_sends)
+        start, self._bound_wait = _start_wait(self._bound_sends)
+        if packs:
+            def pack_and_start():
+                for idx, buffer in packs:
+                    np.take(block, idx, axis=1, out=buffer)
+                start()
+            self._bound_start = pack_and_start
+        else:
+            self._bound_start = start
 
     def send_bound(self) -> None:
         """Start sending the bound block (its contents now); returns at once.
@@ -255,7 +262,7 @@ class Channel:
         The caller must :meth:`wait_sent` before it writes into the block again.
         """
         self.wait_sent()
-        self.send_ops()[0]()
+        self._bound_start()
 
     def send_ops(self) -> tuple:
         """(start, wait) callables of the bound send, for a loop that calls them directly.
@@ -263,15 +270,7 @@ class Channel:
         ``start()`` packs scattered rows and starts the sends of the block's current
         contents; ``wait()`` completes them (at once when none is in flight).
         """
-        if not self._bound_packs:
-            return self._bound_start, self._bound_wait
-        block, packs, start = self._bound_block, self._bound_packs, self._bound_start
-
-        def pack_and_start():
-            for idx, buffer in packs:
-                np.take(block, idx, axis=1, out=buffer)
-            start()
-        return pack_and_start, self._bound_wait
+        return self._bound_start, self._bound_wait
 
     def bind_recv(self, dest: np.ndarray | None = None) -> np.ndarray:
         """Make persistent receives of a full block (target ranks); returns where it lands.

@@ -290,29 +290,29 @@ class Channel:
         else:
             self._bound_recvs = [self.comm.Recv_init(flat[k * a * c:k * b * c], source=src, tag=self.tag)
                                  for src, a, b in self._recv_from]
-        self._bound_direct, self._bound_dest = direct, dest
-        self._recv_start, self._recv_wait = _start_wait(self._bound_recvs)
+        self._bound_dest = dest
+        self._recv_start, arrived = _start_wait(self._bound_recvs)
+        if direct:
+            self._recv_wait = arrived
+        else:
+            finish = self._finish
+
+            def wait_and_map():
+                arrived()
+                finish(k, dest)
+            self._recv_wait = wait_and_map
         return dest
 
     def recv_bound(self) -> np.ndarray:
         """Receive one full block into the bound destination (blocking) and return it."""
         self._recv_start()
         self._recv_wait()
-        if self._bound_direct:
-            return self._bound_dest
-        return self._finish(self.samples, self._bound_dest)
+        return self._bound_dest
 
     def recv_ops(self) -> tuple:
         """(start, wait) callables of the bound receive; after ``wait()`` the mapped block is in
         the bound destination (what :meth:`recv_bound` does, for a loop that calls them directly)."""
-        if self._bound_direct:
-            return self._recv_start, self._recv_wait
-        wait, finish, k, dest = self._recv_wait, self._finish, self.samples, self._bound_dest
-
-        def wait_and_map():
-            wait()
-            finish(k, dest)
-        return self._recv_start, wait_and_map
+        return self._recv_start, self._recv_wait
 
     def recv(self, k: int | None = None) -> np.ndarray:
         """Receive one block and map it: returns (k, n_local, components) (target ranks).

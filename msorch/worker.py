@@ -258,6 +258,7 @@ class Worker:
         self.phase = "construct"
         self.window = NONE
         self.step = 0
+        self._reports = []     # (Isend request, its array) of the last report, see _report
 
     # --- setup ------------------------------------------------------------
     def setup(self):
@@ -715,7 +716,7 @@ class Worker:
 
     def _wait_reported(self) -> None:
         """Complete the previous report's sends (their arrays are kept alive until then)."""
-        for request, _ in getattr(self, "_reports", ()):
+        for request, _ in self._reports:
             request.Wait()
         self._reports = []
 

@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from . import registry
 from .channel import Channel, ChannelError, Endpoint
+from .convergence import residual_sums, sums_writer
 from .messages import (CONTROL_SIZE, NONE, TAG_CHANNEL0, TAG_CONTROL, TAG_REPORT, Control,
                        report_width)
 from .output import GroupWriter
@@ -47,76 +48,6 @@ def _reads_sample0(interp: Interpolation) -> bool:
     :meth:`Worker._input_at` reads ``used[i0]`` always and ``used[i1]`` when ``w1 != 0``.
     """
     return any(i0 == 0 or (w1 != 0.0 and i1 == 0) for i0, i1, w1 in zip(interp.i0, interp.i1, interp.w1))
-
-
-def _small_sums(data, used) -> tuple[float, float]:
-    """(sum (d - u)², sum d²) over two equal-length sequences of Python floats, in order from 0.0."""
-    r2 = x2 = 0.0
-    for d, u in zip(data, used):
-        r = d - u
-        r2 += r * r
-        x2 += d * d
-    return r2, x2
-
-
-def _is_small(block: np.ndarray) -> bool:
-    """Whether :func:`residual_sums` takes the element-wise path for ``block``."""
-    return block.size <= 8 and block.dtype == np.float64
-
-
-def residual_sums(data: np.ndarray, used: np.ndarray) -> tuple[float, float]:
-    """(sum |data - used|², sum |data|²) over two blocks of the same shape, as Python floats.
-
-    The one kernel of both convergence paths, the receiver's (:meth:`Worker._measure`) and
-    the sender's (:meth:`Worker._measure_sent`): they must give the same bits.  Up to 8
-    float64 values: element-wise Python float arithmetic (IEEE double, summed in order),
-    ~0.3 us instead of ~3 us of numpy dispatch (a subtraction and two ``vdot``) at n = 1;
-    for one value it is bitwise ``vdot``'s r*r.  Otherwise ``vdot``.
-    """
-    if _is_small(data) and used.dtype == np.float64:
-        return _small_sums(data.ravel().tolist(), used.ravel().tolist())
-    r = data - used
-    if r.dtype == np.float64:
-        r, x = r.reshape(-1), data.reshape(-1)
-        return float(r.dot(r)), float(x.dot(x))   # vdot's bits (the same BLAS dot), ~0.5 us less each
-    return float(np.vdot(r, r).real), float(np.vdot(data, data).real)
-
-
-def _sums_writer(flat: memoryview, at: int, data: np.ndarray, used: np.ndarray):
-    """A callable writing :func:`residual_sums` (data, used) to ``flat[at]``, ``flat[at + 1]``.
-
-    ``data`` and ``used`` are fixed arrays refilled in place; views are made once.  One
-    float64 value: the element-wise kernel written out (``0.0 + r * r`` as
-    :func:`_small_sums` sums, the same bits).
-    """
-    if _is_small(data) and used.dtype == np.float64:
-        d, u = memoryview(data.reshape(-1)), memoryview(used.reshape(-1))
-        if data.size == 1:
-            def write():
-                x = d[0]
-                r = x - u[0]
-                flat[at] = 0.0 + r * r
-                flat[at + 1] = 0.0 + x * x
-            return write
-
-        def write():
-            flat[at], flat[at + 1] = _small_sums(d, u)
-        return write
-
-    if data.dtype == used.dtype == np.float64 and data.flags.c_contiguous and used.flags.c_contiguous:
-        # residual_sums written out on fixed views, the difference in a scratch array made once
-        r = np.empty(data.size)
-        d, u = data.reshape(-1), used.reshape(-1)
-
-        def write():
-            np.subtract(d, u, out=r)
-            flat[at] = r.dot(r)
-            flat[at + 1] = d.dot(d)
-        return write
-
-    def write():
-        flat[at], flat[at + 1] = residual_sums(data, used)
-    return write
 
 
 def _snapshot(state: dict) -> dict:
@@ -372,12 +303,12 @@ class Worker:
             inb.landing = inb.channel.bind_recv(None if self.implicit else inb.used[1:])
         self._fresh = [inb for inb in self.inbound if inb.fresh]
         self._closing = [inb for inb in self.inbound if not inb.fresh]
-        # Explicit windows: the end-of-window copies into sample 0 (the next window's start)
-        # only where a sub-step reads sample 0 (a receiver with more steps than the sender has
-        # samples) or, for loop-closing data, where samples 1..k_s-1 exist; the others are made
-        # by _sync_window_start before anything else reads the waveform (checkpoint, end of run).
-        # At n = 1 a copy is ~0.6 us of numpy dispatch per inbound and window.
-        lazy = lambda inb: not self.implicit and not _reads_sample0(inb.interp)
+        # The end-of-window copies into sample 0 (the next window's start) only where a
+        # sub-step reads sample 0 (a receiver with more steps than the sender has samples)
+        # or, for loop-closing data, where samples 1..k_s-1 exist; the others are made by
+        # _sync_window_start before anything else reads the waveform (checkpoint, end of run).
+        # Nothing else reads sample 0: residuals and acceleration use samples 1..k_s.
+        lazy = lambda inb: not _reads_sample0(inb.interp)
         self._fresh_copy = [inb for inb in self._fresh if not lazy(inb)]
         self._closing_copy = [inb for inb in self._closing if not (lazy(inb) and len(inb.used) == 2)]
         self._deferred = [inb for inb in self.inbound if inb not in self._fresh_copy + self._closing_copy]
@@ -388,8 +319,8 @@ class Worker:
         self._max_iterations = self.job.scheme.max_iterations
         # Implicit loop-closing inbounds: the window's last received sample is held over the next
         # window (closes in _make_implicit_window); the receive lands in the channel's fixed array, bound here.
-        self._hold = [_copier(inb.used, inb.landing[-1]) for inb in self._closing] \
-            if self.implicit else []
+        self._hold = [_copier(inb.used[1:] if inb in self._deferred else inb.used, inb.landing[-1])
+                      for inb in self._closing] if self.implicit else []
         if self.implicit:
             self._bind_residuals()
 
@@ -435,7 +366,7 @@ class Worker:
         for inb in received:
             m = measured[inb.index]
             data, used = (inb.landing[-1], inb.used[-1]) if self.measure_end[m] else (inb.landing, inb.used[1:])
-            self._received_measures.append(_sums_writer(flat, 2 * m, data, used))
+            self._received_measures.append(sums_writer(flat, 2 * m, data, used))
         sent = sorted((ch.tag - TAG_CHANNEL0, out) for out in self.outbound for ch in out.channels
                       if ch.tag - TAG_CHANNEL0 in measured)
         for i, out in sent:
@@ -444,7 +375,7 @@ class Worker:
             m = measured[i]
             block = out.samples
             data, before = (block[-1], prev[-1]) if self.measure_end[m] else (block, prev)
-            self._sent_measures.append(_sums_writer(flat, 2 * m, data, before))
+            self._sent_measures.append(sums_writer(flat, 2 * m, data, before))
             # What the receiver uses next: all samples (next iteration), the last one held (next
             # window).  One sample: the same copy either way, made while the data travels.
             if len(block) == 1:
@@ -735,9 +666,10 @@ class Worker:
         received_measures, sent_next = self._received_measures, self._sent_next
         decide = self._make_decision()
         # The window's last values start the next one; loop-closing data is held constant:
-        # fresh inputs' first sample, the held last received sample (inb.used[...] = inb.new[-1]),
-        # the sender's copy of what its receiver holds (prev[...] = block[-1]).
-        closes = [_copier(inb.first, inb.last) for inb in self._fresh] + self._hold + self._sent_close
+        # fresh inputs' first sample, the held last received sample (inb.used[...] = inb.new[-1];
+        # sample 0 deferred where nothing reads it, see _bind), the sender's copy of what its
+        # receiver holds (prev[...] = block[-1]).
+        closes = [_copier(inb.first, inb.last) for inb in self._fresh_copy] + self._hold + self._sent_close
 
         def receiving(inb):
             start, wait = inb.channel.recv_ops()
@@ -756,7 +688,8 @@ class Worker:
                 window_start(w)
             worker.phase = "state"
             snapshot = _snapshot(state())
-            marks += (COMPUTE, perf())
+            if fresh:           # else the snapshot counts as the sub-steps' compute
+                marks += (COMPUTE, perf())
             if acc is not None:
                 acc.new_window()
             k = 0

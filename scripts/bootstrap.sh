@@ -7,7 +7,9 @@
 #   2. .venv made with --system-site-packages, so numpy/mpi4py/h5py/petsc4py are
 #      Debian's builds (a pip numpy 2 would break them; never pip-install those).
 #   3. msorch installed editable into .venv (entry points from setup.cfg);
-#      redone only when setup.cfg/pyproject.toml or the checkout path change.
+#      redone only when setup.cfg/pyproject.toml or the checkout path change;
+#      its one compiled kernel (msorch/fused_sums.py, numba pycc) built ahead of
+#      time, redone when its source is newer.
 #   4. Checks: the scientific imports, the plugin entry points, `msorch --help`.
 # Runs as root (CI does); uses sudo for apt only when not root.
 # LAMMPS (binary, python3-lammps, and liblammps-dev for the liblammps.so the
@@ -25,7 +27,7 @@ APT_PACKAGES=(
     python3-h5py-mpi python3-numpy python3-yaml python3-pytest python3-pytest-mpi
     python3-matplotlib python3-scipy python3-numba python3-sklearn python3-typing-extensions hdf5-tools
     python3-meshio
-    slurm-wlm munge python3-venv python3-setuptools python3-wheel lammps
+    slurm-wlm munge python3-venv python3-setuptools python3-wheel python3-dev gcc lammps
     python3-lammps liblammps-dev sumo sumo-tools
 )
 
@@ -86,6 +88,15 @@ else
     # Debian's setuptools/wheel do the build: no download, no numpy from PyPI.
     "$PY" -m pip install -q --no-deps --no-build-isolation --disable-pip-version-check -e "$ROOT"
     printf '%s\n' "$stamp" > "$stamp_file"
+fi
+# The convergence-sums kernel, compiled ahead of time: no numba import when a job runs.
+aot=(msorch/_fused_aot*.so)
+if [[ -f "${aot[0]}" && "${aot[0]}" -nt msorch/fused_sums.py ]]; then
+    say "msorch: compiled kernel up to date"
+else
+    say "compiling msorch's convergence-sums kernel (numba pycc)"
+    rm -f msorch/_fused_aot*.so
+    "$PY" -m msorch.fused_sums
 fi
 
 # --- 3b. pure-Python packages Debian lacks (--no-deps: their dependencies are the Debian packages above) --

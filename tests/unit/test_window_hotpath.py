@@ -17,8 +17,8 @@ import pytest
 from msorch.messages import NONE, Control
 from msorch.schedule import checkpoint_due, interpolation
 from msorch.timing import PHASES, PhaseClock
-from msorch.worker import (Worker, _copier, _finite_test, _reads_sample0, _small_sums, _snapshot, _sums_writer,
-                           residual_sums)
+from msorch.convergence import SMALL, _small_sums, residual_sums, sums_writer
+from msorch.worker import Worker, _copier, _finite_test, _reads_sample0, _snapshot
 
 
 def _job(n_windows, every):
@@ -141,27 +141,65 @@ def _values(rng, shape):
     return v
 
 
-def test_residual_sums_one_value_is_bitwise_vdot_and_both_paths_agree():
+def test_residual_sums_small_blocks_are_vdot_and_the_writer_gives_the_same_bits():
     """Reference: numpy ``vdot`` of ``d - u`` (the kernel the worker used before issue 18's
     element-wise path).  One value: bitwise (``0.0 + r*r`` is ``r*r``); 2..8 values (summed in
     order, vdot's BLAS order may differ): relative 4 ulp-ish (1e-15) for sums of non-negative
     terms.  The bound writer of the sending/receiving side must give the kernel's bits exactly
     (the totals are compared bitwise across ranks)."""
     rng = np.random.default_rng(11)
-    for size in (1, 2, 3, 8, 9, 40, 1000):
+    for size in range(1, SMALL + 1):
         for _ in range(300):
             d, u = _values(rng, (size, 1, 1)), _values(rng, (size, 1, 1))
             r2, x2 = residual_sums(d, u)
             ref = (float(np.vdot(d - u, d - u)), float(np.vdot(d, d)))
-            if size == 1 or size > 8:
+            if size == 1:
                 assert (r2, x2) == ref or np.isnan(ref).any()
             else:
                 assert np.allclose((r2, x2), ref, rtol=1e-15, atol=0.0)
             flat = np.full(4, np.nan)
-            _sums_writer(memoryview(flat), 2, d, u)()
+            sums_writer(memoryview(flat), 2, d, u)()
             assert flat[2:].tobytes() == np.array([r2, x2]).tobytes()
             assert np.isnan(flat[:2]).all()
     assert _small_sums([3.0, -1.0], [1.0, 1.0]) == (8.0, 10.0)
+
+
+def test_fused_sums_are_accurate_and_the_same_bits_on_every_path():
+    """Above SMALL values, one compiled pass.  Reference: ``math.fsum`` of the same rounded
+    squares (the exact sum, rounded once); any order of summing n non-negative terms is within
+    (n - 1) unit roundoffs of it.  The bound writer, ``residual_sums`` and a non-contiguous copy
+    of the same values must give the same bits: sender and receiver compare them bitwise."""
+    import math
+    rng = np.random.default_rng(12)
+    for size in (SMALL + 1, SMALL + 3, 40, 255, 256, 1000, 125_000):
+        for _ in range(20 if size < 10_000 else 2):
+            d, u = _values(rng, (size, 1)), _values(rng, (size, 1))
+            r2, x2 = residual_sums(d, u)
+            bound = (size - 1) * 2.0 ** -53
+            for got, terms in ((r2, (d - u) ** 2), (x2, d * d)):
+                exact = math.fsum(terms.ravel())
+                assert abs(got - exact) <= bound * exact, (size, got, exact)
+            flat = np.full(4, np.nan)
+            sums_writer(memoryview(flat), 0, d, u)()
+            assert flat[:2].tobytes() == np.array([r2, x2]).tobytes() and np.isnan(flat[2:]).all()
+            strided_d, strided_u = np.repeat(d, 2, axis=1)[:, ::2], np.repeat(u, 2, axis=1)[:, ::2]
+            assert not strided_d.flags.c_contiguous
+            assert residual_sums(strided_d, strided_u) == (r2, x2)
+
+
+def test_ahead_of_time_kernel_is_built_and_gives_the_jit_bits():
+    """scripts/bootstrap.sh compiles the kernel ahead of time (no numba import at run time);
+    the JIT fallback must give the same bits, or a rank without the module would disagree."""
+    from msorch import fused_sums as fs
+    assert not hasattr(fs.fused_sums, "py_func"), "msorch/_fused_aot*.so missing: run scripts/bootstrap.sh"
+    jit = fs.jit()
+    rng = np.random.default_rng(13)
+    for size in (9, 10, 11, 12, 1000, 4097):
+        d, u = _values(rng, size), _values(rng, size)
+        a, b = np.zeros(2), np.zeros(2)
+        fs.fused_sums(d, u, a, 0)
+        jit(d, u, b, 0)
+        assert a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.int32, np.complex128])

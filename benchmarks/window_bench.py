@@ -22,7 +22,8 @@ nearest-neighbour mapping, 1 rank each, time per window on participant A:
 ``--compare TREE``: also run msorch from another checkout (e.g. the commit
 before a change, ``git archive <commit> | tar -x -C TREE``), interleaved with
 this one, and print both: before/after under the same machine load.
-``--repeat N``: best (lowest mean) of N runs per case.
+``--repeat N``: best (lowest mean) of N runs per case; the N rounds go over all cases in
+turn, so that one slow spell of the machine cannot take all of a case's runs.
 ``--percentile P``: print the P-th percentile of the per-window times instead of
 the mean (msorch and raw alike; on a loaded machine the mean measures the load,
 a low percentile the windows that ran undisturbed).
@@ -147,33 +148,43 @@ def main():
     cases = [c for c in CASES if c[0] <= 1000] if args.quick else CASES
     layouts = LAYOUTS[:1] if args.quick else LAYOUTS
 
-    def best(n, windows, ranks, tmp, implicit=False):
-        return [min(msorch_window(n, windows, ranks, Path(tmp), implicit, root) for _ in range(args.repeat))
-                for root in trees]
+    explicit_cases = [(n, windows, ranks) for n, windows in cases for ranks, _ in layouts]
+    implicit_cases = [(n, windows, ranks) for n, windows in IMPLICIT_CASES for ranks, _ in layouts]
+    runs = [("raw", case, None) for case in explicit_cases] + \
+        [(kind, case, root) for kind, group in (("explicit", explicit_cases), ("implicit", implicit_cases))
+         for case in group for root in trees]
+    # The repeats go round all the runs in turn.  This VM's speed changes over tens of seconds:
+    # the best of N runs made back to back can all fall in one slow spell, and an implicit case
+    # measured minutes after its explicit one is divided by another machine's figure.  Spread
+    # out, each case's best comes from N different moments.
+    best = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeat):
+            for kind, (n, windows, ranks), root in runs:
+                t = raw_window(n, windows, ranks) if kind == "raw" else \
+                    msorch_window(n, windows, ranks, Path(tmp), kind == "implicit", root)
+                key = (kind, n, ranks, root)
+                best[key] = min(best.get(key, float("inf")), t)
 
     print("per-window cost of an explicit window, two no-op solvers, n doubles each way, coordinator included"
           + ("" if STAT is None else f" ({STAT:g}th percentile of the per-window times)"))
     extra = f" {'--compare':>12}" if args.compare else ""
     print(f"{'n':>8} {'ranks':>6} {'msorch':>12}{extra} {'raw mpi4py':>12} {'ratio':>7}   "
           "preCICE 3.4.1 C++ (m2n:mpi, no logging, parallel-explicit, 1+1)")
-    explicit = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, windows in cases:
-            for ranks, _ in layouts:
-                t_ms = best(n, windows, ranks, tmp)
-                explicit[n, ranks] = t_ms
-                t_raw = min(raw_window(n, windows, ranks) for _ in range(args.repeat))
-                other = "".join(f" {_us(t)}" for t in t_ms[1:])
-                print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_ms[0])}{other} {_us(t_raw)} "
-                      f"{t_ms[0] / t_raw:7.2f}   {PRECICE.get(n, '') if ranks == 1 else ''}", flush=True)
-        print("implicit window converging at its first iteration vs the explicit window above")
-        print(f"{'n':>8} {'ranks':>6} {'implicit':>12}{extra} {'/ explicit':>12}")
-        for n, windows in IMPLICIT_CASES:
-            for ranks, _ in layouts:
-                t_im = best(n, windows, ranks, tmp, implicit=True)
-                other = "".join(f" {_us(t)}" for t in t_im[1:])
-                ratios = " ".join(f"{a / b:7.2f}" for a, b in zip(t_im, explicit[n, ranks]))
-                print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_im[0])}{other}      {ratios}", flush=True)
+    for n, _, ranks in explicit_cases:
+        t_ms = [best["explicit", n, ranks, root] for root in trees]
+        t_raw = best["raw", n, ranks, None]
+        other = "".join(f" {_us(t)}" for t in t_ms[1:])
+        print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_ms[0])}{other} {_us(t_raw)} "
+              f"{t_ms[0] / t_raw:7.2f}   {PRECICE.get(n, '') if ranks == 1 else ''}")
+    print("implicit window converging at its first iteration vs the explicit window above")
+    print(f"{'n':>8} {'ranks':>6} {'implicit':>12}{extra} {'/ explicit':>12}")
+    for n, _, ranks in implicit_cases:
+        t_im = [best["implicit", n, ranks, root] for root in trees]
+        other = "".join(f" {_us(t)}" for t in t_im[1:])
+        ratios = " ".join(f"{best['implicit', n, ranks, root] / best['explicit', n, ranks, root]:7.2f}"
+                          for root in trees)
+        print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_im[0])}{other}      {ratios}")
 
 
 if __name__ == "__main__":

@@ -182,8 +182,7 @@ def main():
     for n, _, ranks in implicit_cases:
         t_im = [best["implicit", n, ranks, root] for root in trees]
         other = "".join(f" {_us(t)}" for t in t_im[1:])
-        ratios = " ".join(f"{best['implicit', n, ranks, root] / best['explicit', n, ranks, root]:7.2f}"
-                          for root in trees)
+        ratios = " ".join(f"{t / best['explicit', n, ranks, root]:7.2f}" for t, root in zip(t_im, trees))
         print(f"{n:>8} {ranks}+{ranks:<4} {_us(t_im[0])}{other}      {ratios}")
 
 
